@@ -1,0 +1,407 @@
+/* alloc/arena.c — the shared arena: arenas of pools, pool runs for large blocks, dedicated mappings
+ * for the largest, abandoned pools, and the policy for giving memory back to the OS.
+ *
+ * Everything here runs under _ouro_arena_lock (the slow path of the slow path: a heap comes here once
+ * per pool, not per block). Arena policy: a pool is taken from the fullest arena that has one
+ * (pymalloc's usable_arenas order), so the emptiest arenas drain; an arena that empties is purged and
+ * kept while fewer than OURO_KEEP_EMPTY are kept (hysteresis), otherwise unmapped. */
+#include "alloc/internal.h"
+
+#define OURO_KEEP_EMPTY (OURO_TORTURE ? 0u : 1u)
+#define POOLS ((uint32_t)OURO_POOLS_PER_ARENA)
+#define ALL_POOLS_MAP ((POOLS == 64 ? ~(uint64_t)0 : (((uint64_t)1 << POOLS) - 1)) & ~(uint64_t)1)
+/* Runs bigger than this purge their pages when freed (a large block's pages are rarely reused soon). */
+#define OURO_RUN_PURGE_MIN (64 * 1024)
+
+pthread_mutex_t _ouro_arena_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Guarded by the arena lock. */
+static struct {
+    ouro_arena_t *bucket[64];        /* usable arenas by nfree (1..POOLS-2), doubly linked */
+    uint64_t bucket_map;             /* bit n: bucket[n] non-empty */
+    ouro_arena_t *kept;              /* empty, purged arenas kept mapped */
+    uint32_t nkept;
+    ouro_pool_t *abandoned_avail[OURO_NKINDS][OURO_NCLASSES]; /* abandoned, with free blocks */
+    ouro_pool_t *abandoned_full[OURO_NKINDS][OURO_NCLASSES];  /* abandoned, without */
+    size_t nabandoned;
+    ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
+} arena_state;
+
+static ouro_defer_fn defer_hook; /* written before threads start allocating object pools */
+
+void _ouro_alloc_set_defer_hook(ouro_defer_fn fn) {
+    pthread_mutex_lock(&_ouro_arena_lock);
+    defer_hook = fn;
+    pthread_mutex_unlock(&_ouro_arena_lock);
+}
+
+static ouro_pool_t *arena_pool(ouro_arena_t *a, uint32_t i) {
+    return (ouro_pool_t *)((char *)a + (size_t)i * OURO_POOL_SIZE);
+}
+
+static uint32_t arena_pool_index(const void *p) {
+    return (uint32_t)(((uintptr_t)p & (OURO_ARENA_SIZE - 1)) >> OURO_POOL_SHIFT);
+}
+
+/* ---- doubly linked lists (arenas on buckets, pools on abandoned lists) --------------------------- */
+#define LIST_PUSH(head, x)                                                                         \
+    do {                                                                                          \
+        (x)->prev = NULL;                                                                         \
+        (x)->next = (head);                                                                       \
+        if (head) (head)->prev = (x);                                                             \
+        (head) = (x);                                                                             \
+    } while (0)
+#define LIST_UNLINK(head, x)                                                                       \
+    do {                                                                                          \
+        if ((x)->prev) (x)->prev->next = (x)->next; else (head) = (x)->next;                      \
+        if ((x)->next) (x)->next->prev = (x)->prev;                                               \
+        (x)->next = (x)->prev = NULL;                                                             \
+    } while (0)
+
+/* Takes a off the list it is on (a bucket or the kept list). */
+static void arena_unlist(ouro_arena_t *a) {
+    if (a->bucket) {
+        LIST_UNLINK(arena_state.bucket[a->bucket], a);
+        if (!arena_state.bucket[a->bucket]) arena_state.bucket_map &= ~((uint64_t)1 << a->bucket);
+        a->bucket = 0;
+    } else if (a->on_kept) {
+        LIST_UNLINK(arena_state.kept, a);
+        arena_state.nkept--;
+        a->on_kept = false;
+    }
+}
+
+static void arena_unmap(ouro_arena_t *a) {
+    if (a->all_prev) a->all_prev->all_next = a->all_next; else arena_state.all = a->all_next;
+    if (a->all_next) a->all_next->all_prev = a->all_prev;
+    _ouro_addrmap_set(a, OURO_ARENA_SIZE, OURO_CHUNK_NONE);
+    ouro_fetch_sub_relaxed(&_ouro_counters.arenas, 1);
+    ouro_fetch_add_relaxed(&_ouro_counters.arenas_reclaimed, 1);
+    _ouro_os_unmap(a, OURO_ARENA_SIZE);
+}
+
+/* Returns the pages of the free pools of a that are not purged yet; returns the bytes. */
+static size_t arena_purge_free(ouro_arena_t *a) {
+    size_t bytes = 0;
+    uint64_t m = a->free_map & ~a->purged_map;
+    a->purged_map |= m;
+    for (uint32_t i = 1; i < POOLS;) {
+        if (!(m >> i & 1)) { i++; continue; }
+        uint32_t j = i;
+        while (j < POOLS && (m >> j & 1)) j++;
+        _ouro_os_purge(arena_pool(a, i), (size_t)(j - i) * OURO_POOL_SIZE);
+        bytes += (size_t)(j - i) * OURO_POOL_SIZE;
+        i = j;
+    }
+    return bytes;
+}
+
+/* Puts a where its counts say it belongs (arena counts invariant); may unmap it. */
+static void arena_relist(ouro_arena_t *a) {
+    arena_unlist(a);
+    if (a->nfree == POOLS - 1 && a->ndeferred == 0) {
+        if (arena_state.nkept < OURO_KEEP_EMPTY) {
+            arena_purge_free(a);
+            LIST_PUSH(arena_state.kept, a);
+            arena_state.nkept++;
+            a->on_kept = true;
+        } else {
+            arena_unmap(a);
+        }
+    } else if (a->nfree > 0) {
+        a->bucket = a->nfree;
+        LIST_PUSH(arena_state.bucket[a->bucket], a);
+        arena_state.bucket_map |= (uint64_t)1 << a->bucket;
+    }
+}
+
+static ouro_arena_t *arena_new(void) {
+    ouro_arena_t *a = _ouro_os_map_aligned(OURO_ARENA_SIZE, OURO_ARENA_SIZE);
+    if (!a) return NULL;
+    a->hdr.type = OURO_PT_ARENA;
+    a->hdr.magic = OURO_POOL_MAGIC;
+    atomic_init(&a->hdr.heap, &_ouro_heap_none);
+    atomic_init(&a->hdr.queued, 1);
+    a->magic = OURO_ARENA_MAGIC;
+    a->nfree = POOLS - 1;
+    a->free_map = ALL_POOLS_MAP;
+    a->map_size = OURO_ARENA_SIZE;
+    a->purged_map = ALL_POOLS_MAP; /* fresh pages are not resident */
+    ouro_store_relaxed(&a->pool_state[0], OURO_PT_ARENA);
+    a->all_next = arena_state.all;
+    if (a->all_next) a->all_next->all_prev = a;
+    arena_state.all = a;
+    _ouro_addrmap_set(a, OURO_ARENA_SIZE, OURO_CHUNK_ARENA);
+    size_t n = ouro_fetch_add_relaxed(&_ouro_counters.arenas, 1) + 1;
+    if (n > ouro_load_relaxed(&_ouro_counters.arenas_peak)) ouro_store_relaxed(&_ouro_counters.arenas_peak, n);
+    ouro_fetch_add_relaxed(&_ouro_counters.arenas_allocated, 1);
+    return a;
+}
+
+/* Lowest index where free_map has `count` consecutive free pools, or 0 when none. */
+static uint32_t arena_find_run(const ouro_arena_t *a, uint32_t count) {
+    uint64_t m = a->free_map;
+    for (uint32_t j = 1; j < count && m; j++) m &= a->free_map >> j;
+    return m ? (uint32_t)__builtin_ctzll(m) : 0;
+}
+
+/* An arena with `count` consecutive free pools (fullest first), mapping a new one if needed. */
+static ouro_arena_t *arena_with_room(uint32_t count, uint32_t *index) {
+    for (uint64_t bm = arena_state.bucket_map & ~(((uint64_t)1 << count) - 1); bm; bm &= bm - 1) {
+        for (ouro_arena_t *a = arena_state.bucket[__builtin_ctzll(bm)]; a; a = a->next) {
+            if ((*index = arena_find_run(a, count))) return a;
+        }
+    }
+    ouro_arena_t *a = arena_state.kept ? arena_state.kept : arena_new();
+    if (a) *index = 1;
+    return a;
+}
+
+/* Marks pools [i, i + count) of a as taken with the given state of the first. */
+static void arena_take_locked(ouro_arena_t *a, uint32_t i, uint32_t count, uint8_t state) {
+    for (uint32_t j = i; j < i + count; j++) {
+        OURO_ASSERT(a->free_map >> j & 1);
+        a->free_map &= ~((uint64_t)1 << j);
+        a->purged_map &= ~((uint64_t)1 << j);
+        ouro_store_relaxed(&a->pool_state[j], j == i ? state : OURO_PT_RUN_BODY);
+    }
+    a->nfree -= count;
+    arena_relist(a);
+}
+
+/* Marks pools [i, i + count) free again and relists a (which may unmap it). */
+static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) {
+    for (uint32_t j = i; j < i + count; j++) {
+        a->free_map |= (uint64_t)1 << j;
+        ouro_store_relaxed(&a->pool_state[j], OURO_PT_FREE);
+    }
+    a->nfree += count;
+    arena_relist(a);
+}
+
+ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) {
+    pthread_mutex_lock(&_ouro_arena_lock);
+    uint32_t i = 0;
+    ouro_arena_t *a = arena_with_room(1, &i);
+    ouro_pool_t *pool = NULL;
+    if (a) {
+        i = (uint32_t)__builtin_ctzll(a->free_map); /* any free pool of the fullest arena */
+        arena_take_locked(a, i, 1, OURO_PT_BLOCKS);
+        pool = arena_pool(a, i);
+        _ouro_pool_init(pool, h, kind, cls);
+    }
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    return pool;
+}
+
+/* Callback of the grace-period hook: the deferred pool may now be reused or unmapped. */
+static void arena_deferred_done(void *arg) {
+    ouro_pool_t *pool = arg;
+    pthread_mutex_lock(&_ouro_arena_lock);
+    ouro_arena_t *a = ouro_arena_of(pool);
+    OURO_ASSERT(ouro_load_relaxed(&a->pool_state[arena_pool_index(pool)]) == OURO_PT_DEFERRED);
+    a->ndeferred--;
+    arena_give_back_locked(a, arena_pool_index(pool), 1);
+    pthread_mutex_unlock(&_ouro_arena_lock);
+}
+
+/* Gives an emptied pool back; the caller holds its claim (queued == 1), which stays set while the
+ * pool is not a block pool, so no remote free can notify about it. */
+void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
+    ouro_arena_t *a = ouro_arena_of(pool);
+    uint32_t i = arena_pool_index(pool);
+    OURO_ASSERT(ouro_load_relaxed(&pool->used) == 0 && ouro_load_relaxed(&pool->xfree) == 0);
+    OURO_ASSERT(ouro_load_relaxed(&a->pool_state[i]) == OURO_PT_BLOCKS);
+    ouro_store_relaxed(&pool->heap, &_ouro_heap_none);
+    if (pool->kind != OURO_KIND_PLAIN && defer_hook) {
+        pool->type = OURO_PT_DEFERRED;
+        ouro_store_relaxed(&a->pool_state[i], OURO_PT_DEFERRED);
+        a->ndeferred++;
+        defer_hook(arena_deferred_done, pool); /* calls back later, asynchronously */
+        return;
+    }
+    pool->type = OURO_PT_FREE;
+    arena_give_back_locked(a, i, 1);
+}
+
+void _ouro_arena_release_pool(ouro_pool_t *pool) {
+    pthread_mutex_lock(&_ouro_arena_lock);
+    _ouro_arena_release_pool_locked(pool);
+    pthread_mutex_unlock(&_ouro_arena_lock);
+}
+
+/* ---- large blocks ----------------------------------------------------------------------------------- */
+#define RUN_MAX_POOLS (POOLS - 1)
+#define RUN_MAX_USABLE ((size_t)RUN_MAX_POOLS * OURO_POOL_SIZE - OURO_POOL_HDR)
+
+static void large_account(size_t usable, int sign) {
+    if (sign > 0) {
+        ouro_fetch_add_relaxed(&_ouro_counters.large_blocks, 1);
+        ouro_fetch_add_relaxed(&_ouro_counters.large_bytes, usable);
+    } else {
+        ouro_fetch_sub_relaxed(&_ouro_counters.large_blocks, 1);
+        ouro_fetch_sub_relaxed(&_ouro_counters.large_bytes, usable);
+    }
+}
+
+void *_ouro_large_alloc(size_t size) {
+    if (size <= RUN_MAX_USABLE) {
+        uint32_t count = (uint32_t)((size + OURO_POOL_HDR + OURO_POOL_SIZE - 1) >> OURO_POOL_SHIFT);
+        pthread_mutex_lock(&_ouro_arena_lock);
+        uint32_t i = 0;
+        ouro_arena_t *a = arena_with_room(count, &i);
+        ouro_pool_t *hdr = NULL;
+        if (a) {
+            arena_take_locked(a, i, count, OURO_PT_RUN);
+            hdr = arena_pool(a, i);
+        }
+        pthread_mutex_unlock(&_ouro_arena_lock);
+        if (!hdr) return NULL;
+        memset(hdr, 0, sizeof *hdr);
+        hdr->type = OURO_PT_RUN;
+        hdr->magic = OURO_POOL_MAGIC;
+        atomic_init(&hdr->heap, &_ouro_heap_none);
+        atomic_init(&hdr->queued, 1);
+        hdr->run_pools = count;
+        hdr->run_usable = (size_t)count * OURO_POOL_SIZE - OURO_POOL_HDR;
+        large_account(hdr->run_usable, 1);
+        return ouro_pool_blocks(hdr);
+    }
+    if (size > ((size_t)1 << 46)) {
+        _ouro_err_set(OURO_ERR_NOMEM, "out of memory: %zu bytes is more than an address space", size);
+        return NULL;
+    }
+    size_t map = (size + OURO_ARENA_HDR + 4095) & ~(size_t)4095;
+    ouro_arena_t *a = _ouro_os_map_aligned(map, OURO_ARENA_SIZE);
+    if (!a) return NULL;
+    a->hdr.type = OURO_PT_HUGE;
+    a->hdr.magic = OURO_POOL_MAGIC;
+    atomic_init(&a->hdr.heap, &_ouro_heap_none);
+    atomic_init(&a->hdr.queued, 1);
+    a->magic = OURO_ARENA_MAGIC;
+    a->map_size = map;
+    a->huge_usable = map - OURO_ARENA_HDR;
+    pthread_mutex_lock(&_ouro_arena_lock);
+    _ouro_addrmap_set(a, map, OURO_CHUNK_HUGE_HEAD);
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    large_account(a->huge_usable, 1);
+    return (char *)a + OURO_ARENA_HDR;
+}
+
+size_t _ouro_large_usable(ouro_pool_t *hdr) {
+    return hdr->type == OURO_PT_RUN ? hdr->run_usable : ((ouro_arena_t *)hdr)->huge_usable;
+}
+
+void _ouro_large_free(ouro_pool_t *hdr) {
+    large_account(_ouro_large_usable(hdr), -1);
+    if (hdr->type == OURO_PT_HUGE) {
+        ouro_arena_t *a = (ouro_arena_t *)hdr;
+        size_t map = a->map_size;
+        pthread_mutex_lock(&_ouro_arena_lock);
+        _ouro_addrmap_set(a, map, OURO_CHUNK_NONE);
+        pthread_mutex_unlock(&_ouro_arena_lock);
+        _ouro_os_unmap(a, map);
+        return;
+    }
+    uint32_t count = hdr->run_pools, i = arena_pool_index(hdr);
+    hdr->type = OURO_PT_FREE; /* a second free of this block now fails validation */
+    ouro_store_relaxed(&hdr->heap, &_ouro_heap_none);
+    bool purge = (size_t)count * OURO_POOL_SIZE >= OURO_RUN_PURGE_MIN;
+    if (purge) _ouro_os_purge(hdr, (size_t)count * OURO_POOL_SIZE);
+    pthread_mutex_lock(&_ouro_arena_lock);
+    ouro_arena_t *a = ouro_arena_of(hdr);
+    if (purge) a->purged_map |= ((count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << count) - 1)) << i;
+    arena_give_back_locked(a, i, count);
+    pthread_mutex_unlock(&_ouro_arena_lock);
+}
+
+/* ---- abandoned pools --------------------------------------------------------------------------------
+ * A pool whose thread exited is owned by _ouro_heap_abandoned and sits on abandoned_avail (it has a
+ * free block) or abandoned_full. Its remote frees notify _ouro_heap_abandoned's inbox, collected under
+ * this lock by ouro_alloc_collect, by adopters, and by a notifier that finds the lock free. */
+
+static ouro_pool_t **abandoned_list(ouro_pool_t *pool, bool avail) {
+    return avail ? &arena_state.abandoned_avail[pool->kind][pool->cls]
+                 : &arena_state.abandoned_full[pool->kind][pool->cls];
+}
+
+static bool pool_has_free(const ouro_pool_t *pool) {
+    return pool->free != NULL || pool->carved < pool->capacity;
+}
+
+void _ouro_arena_abandon_locked(ouro_pool_t *pool) {
+    bool avail = pool_has_free(pool);
+    pool->flags = avail ? OURO_PF_PARTIAL : OURO_PF_FULL;
+    ouro_pool_t **head = abandoned_list(pool, avail);
+    LIST_PUSH(*head, pool);
+    arena_state.nabandoned++;
+}
+
+static void abandoned_unlink(ouro_pool_t *pool) {
+    ouro_pool_t **head = abandoned_list(pool, pool->flags == OURO_PF_PARTIAL);
+    LIST_UNLINK(*head, pool);
+    arena_state.nabandoned--;
+}
+
+void _ouro_arena_collect_abandoned_locked(void) {
+    /* Take the whole inbox; pairs with the release CAS in heap_inbox_push(). */
+    ouro_pool_t *pool = ouro_xchg_acq_rel(&_ouro_heap_abandoned.inbox, NULL);
+    while (pool) {
+        ouro_pool_t *next = pool->inbox_next; /* read before the claim is released */
+        ouro_xchg_seq_cst(&pool->queued, 0); /* release the claim first: pairs with pool_notify() */
+        _ouro_pool_collect(pool);
+        if (ouro_load_relaxed(&pool->used) == 0) {
+            if (_ouro_pool_try_claim(pool)) {
+                abandoned_unlink(pool);
+                _ouro_pool_collect(pool); /* nothing can arrive: every block is free */
+                _ouro_arena_release_pool_locked(pool);
+            }
+        } else if (pool->flags == OURO_PF_FULL && pool_has_free(pool)) {
+            abandoned_unlink(pool);
+            _ouro_arena_abandon_locked(pool);
+        }
+        pool = next;
+    }
+}
+
+ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls) {
+    if (!arena_state.nabandoned) return NULL; /* racy peek; the lock below decides */
+    pthread_mutex_lock(&_ouro_arena_lock);
+    _ouro_arena_collect_abandoned_locked();
+    ouro_pool_t *pool = arena_state.abandoned_avail[kind][cls];
+    for (; pool; pool = pool->next) {
+        if (_ouro_pool_try_claim(pool)) break;
+    }
+    if (pool) {
+        abandoned_unlink(pool);
+        pool->flags = 0;
+        ouro_store_relaxed(&pool->heap, h); /* published by the claim release below */
+    }
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    return pool;
+}
+
+size_t _ouro_arena_abandoned_count_locked(void) { return arena_state.nabandoned; }
+
+size_t _ouro_arena_trim_locked(void) {
+    size_t bytes = 0;
+    _ouro_arena_collect_abandoned_locked();
+    while (arena_state.kept) {
+        ouro_arena_t *a = arena_state.kept;
+        arena_unlist(a);
+        bytes += OURO_ARENA_SIZE;
+        arena_unmap(a);
+    }
+    for (uint64_t bm = arena_state.bucket_map; bm; bm &= bm - 1) {
+        for (ouro_arena_t *a = arena_state.bucket[__builtin_ctzll(bm)]; a; a = a->next) bytes += arena_purge_free(a);
+    }
+    return bytes;
+}
+
+/* ---- walking (stats) ------------------------------------------------------------------------------ */
+
+/* Calls fn on every mapped arena (lock held by the caller). */
+OURO_INTERNAL void _ouro_arena_foreach_locked(void (*fn)(ouro_arena_t *, void *), void *arg);
+void _ouro_arena_foreach_locked(void (*fn)(ouro_arena_t *, void *), void *arg) {
+    for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) fn(a, arg);
+}

@@ -1,0 +1,513 @@
+/* alloc/heap.c — per-thread heaps: the pool life cycle, remote frees and their collection, thread
+ * attach on first use and abandonment at thread exit.
+ *
+ * The remote-free protocol (docs/alloc.md has the diagram):
+ *   free_remote:  push the block on pool->xfree (CAS); if the list was empty, pool_notify.
+ *   pool_notify:  exchange queued 0 -> 1 (the claim); the winner reads pool->heap and pushes the pool
+ *                 on that heap's inbox. A pool is on at most one inbox because only a claim winner
+ *                 pushes it and only the inbox's consumer releases the claim.
+ *   owner:        takes its inbox whole, and for each pool releases the claim, then takes xfree
+ *                 whole (_ouro_pool_collect) and settles the pool (full -> partial, empty -> arena).
+ * Every step orders the claim against xfree so that no block is stranded: see the comments at the
+ * seq_cst operations. */
+#include "alloc/internal.h"
+
+#include <sys/random.h>
+#include <time.h>
+#include <sys/mman.h>
+
+ouro_heap_t _ouro_heap_none;
+ouro_pool_t _ouro_pool_empty = {.heap = &_ouro_heap_none, .queued = 1};
+/* Statically complete, so an allocation made before any constructor runs finds its sentinels. */
+ouro_heap_t _ouro_heap_empty = {.cur = {[0 ... OURO_NKINDS - 1] = {[0 ... OURO_NCLASSES - 1] = &_ouro_pool_empty}}};
+ouro_heap_t _ouro_heap_abandoned;
+__thread ouro_heap_t *_ouro_tls_heap __attribute__((tls_model("initial-exec"))) = &_ouro_heap_empty;
+
+const uint16_t _ouro_class_size[OURO_NCLASSES] = {
+    16,   32,   48,   64,   80,   96,   112,  128,  144,  160,  176,  192,  208,  224,  240,
+    256,  272,  288,  304,  320,  336,  352,  368,  384,  400,  416,  432,  448,  464,  480,
+    496,  512,  640,  768,  896,  1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
+};
+
+/* Heap registry: every heap ever made (they are never unmapped), guarded by heap_lock. */
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static ouro_heap_t *heap_registry;
+static size_t heaps_live, heaps_cached;
+static pthread_key_t heap_exit_key;
+static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+
+static void heap_thread_exit(void *arg);
+
+/* fork(): no lock of the allocator may be held by a thread that does not exist in the child. */
+static void heap_atfork_prepare(void) {
+    pthread_mutex_lock(&heap_lock);
+    pthread_mutex_lock(&_ouro_arena_lock);
+}
+static void heap_atfork_parent(void) {
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    pthread_mutex_unlock(&heap_lock);
+}
+static void heap_atfork_child(void) {
+    pthread_mutex_init(&_ouro_arena_lock, NULL);
+    pthread_mutex_init(&heap_lock, NULL);
+}
+
+static void heap_global_init(void) {
+    if (pthread_key_create(&heap_exit_key, heap_thread_exit) != 0) _ouro_fatal("pthread_key_create failed");
+    pthread_atfork(heap_atfork_prepare, heap_atfork_parent, heap_atfork_child);
+}
+
+static uint64_t heap_splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A fresh heap struct: mapped in slabs, never unmapped. heap_lock held. */
+static ouro_heap_t *heap_new_locked(void) {
+    static char *slab, *slab_end;
+    size_t size = (sizeof(ouro_heap_t) + 63) & ~(size_t)63;
+    if (slab == NULL || slab + size > slab_end) {
+        size_t n = 64 * 1024;
+        void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            _ouro_err_set(OURO_ERR_NOMEM, "out of memory: cannot map a thread heap");
+            return NULL;
+        }
+        slab = m;
+        slab_end = slab + n;
+    }
+    ouro_heap_t *h = (ouro_heap_t *)slab;
+    slab += size;
+    h->reg_next = heap_registry;
+    heap_registry = h;
+    return h;
+}
+
+/* Gives the calling thread a heap: a cached one of an exited thread, or a new one. */
+static ouro_heap_t *heap_attach(void) {
+    pthread_once(&heap_once, heap_global_init);
+    pthread_mutex_lock(&heap_lock);
+    ouro_heap_t *h = NULL;
+    if (heaps_cached) {
+        for (h = heap_registry; h && h->live; h = h->reg_next) {
+        }
+    }
+    if (h) heaps_cached--;
+    else h = heap_new_locked();
+    if (h) {
+        h->live = true;
+        heaps_live++;
+    }
+    pthread_mutex_unlock(&heap_lock);
+    if (!h) return NULL;
+    OURO_ASSERT(ouro_load_relaxed(&h->inbox) == NULL);
+    for (unsigned k = 0; k < OURO_NKINDS; k++)
+        for (unsigned c = 0; c < OURO_NCLASSES; c++) {
+            h->cur[k][c] = &_ouro_pool_empty;
+            h->partial[k][c] = h->full[k][c] = NULL;
+        }
+    uint64_t seed[2] = {0, 0};
+    if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)h;
+        seed[1] = heap_splitmix(&seed[0]) ^ (uintptr_t)&seed;
+    }
+    h->rng = seed[0] ^ seed[1];
+    h->key0 = heap_splitmix(&h->rng);
+    h->key1 = heap_splitmix(&h->rng) | 1;
+    pthread_setspecific(heap_exit_key, h);
+    _ouro_tls_heap = h;
+    return h;
+}
+
+/* ---- pools ----------------------------------------------------------------------------------------- */
+
+void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned cls) {
+    pool->free = NULL;
+    ouro_store_relaxed(&pool->heap, h);
+    ouro_store_relaxed(&pool->used, 0);
+    pool->block_size = _ouro_class_size[cls];
+    pool->capacity = (uint16_t)((OURO_POOL_SIZE - OURO_POOL_HDR) / pool->block_size);
+    pool->carved = 0;
+    pool->magic = OURO_POOL_MAGIC;
+    pool->cls = (uint8_t)cls;
+    pool->kind = (uint8_t)kind;
+    pool->flags = 0;
+    pool->type = OURO_PT_BLOCKS;
+    uint64_t mix = (uintptr_t)pool * 0x9e3779b97f4a7c15ULL;
+    pool->key0 = h->key0 ^ mix;
+    pool->key1 = (h->key1 + (mix >> 17)) | 1;
+    pool->next = pool->prev = NULL;
+    ouro_store_relaxed(&pool->xfree, 0);
+    ouro_store_relaxed(&pool->queued, 0);
+    pool->inbox_next = NULL;
+}
+
+/* Threads up to 4 KiB of never-used blocks onto the empty local free list (lazy carving keeps a new
+ * pool's untouched pages out of RSS). */
+static void pool_carve(ouro_pool_t *pool) {
+    OURO_ASSERT(pool->free == NULL && pool->carved < pool->capacity);
+    uint32_t n = pool->capacity - pool->carved, bs = pool->block_size;
+    uint32_t batch = 4096 / bs ? 4096 / bs : 1;
+    if (n > batch) n = batch;
+    char *first = (char *)ouro_pool_blocks(pool) + (size_t)pool->carved * bs;
+    for (uint32_t i = 0; i < n; i++) {
+        ouro_block_t *b = (ouro_block_t *)(first + (size_t)i * bs);
+        b->next = ouro_block_encode(pool, i + 1 < n ? (uintptr_t)b + bs : 0);
+        if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
+    }
+    pool->free = (ouro_block_t *)first;
+    pool->carved = (uint16_t)(pool->carved + n);
+}
+
+static bool pool_has_free(const ouro_pool_t *pool) {
+    return pool->free != NULL || pool->carved < pool->capacity;
+}
+
+bool _ouro_pool_try_claim(ouro_pool_t *pool) {
+    uint32_t zero = 0;
+    /* pairs with the release of the claim in _ouro_pool_unclaim() / heap_inbox_collect() */
+    return ouro_cas_acq_rel(&pool->queued, &zero, 1);
+}
+
+/* Pushes pool onto h's inbox (the caller won the pool's claim). */
+static void heap_inbox_push(ouro_heap_t *h, ouro_pool_t *pool) {
+    ouro_pool_t *head = ouro_load_relaxed(&h->inbox);
+    do {
+        pool->inbox_next = head;
+    } while (!ouro_cas_weak_release(&h->inbox, &head, pool)); /* pairs with the acq_rel exchange in heap_inbox_collect() */
+}
+
+/* Tells pool's owner that remote frees are waiting (see the protocol at the top). */
+static void pool_notify(ouro_pool_t *pool) {
+    /* seq_cst: pairs with the seq_cst exchange of queued in _ouro_pool_unclaim(): the claim holder
+     * either sees our block on xfree or we see its released claim (Dekker). */
+    if (ouro_xchg_seq_cst(&pool->queued, 1) != 0) return;
+    /* The owner changes only under the claim we now hold; its last writer released the claim. */
+    ouro_heap_t *h = ouro_load_relaxed(&pool->heap);
+    heap_inbox_push(h, pool);
+    if (h == &_ouro_heap_abandoned && pthread_mutex_trylock(&_ouro_arena_lock) == 0) {
+        _ouro_arena_collect_abandoned_locked(); /* nobody else would collect it soon */
+        pthread_mutex_unlock(&_ouro_arena_lock);
+    }
+}
+
+void _ouro_pool_unclaim(ouro_pool_t *pool) {
+    ouro_xchg_seq_cst(&pool->queued, 0); /* pairs with the seq_cst exchange in pool_notify() */
+    if (ouro_load_seq_cst(&pool->xfree) != 0) pool_notify(pool);
+}
+
+void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
+    if (OURO_HARDENED && OURO_UNLIKELY(ouro_link_ok(b, ouro_block_decode(pool, b->next))))
+        _ouro_block_check_double_free(pool, b, false);
+    if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
+    uintptr_t old = ouro_load_relaxed(&pool->xfree);
+    do {
+        b->next = ouro_block_encode(pool, old);
+        /* seq_cst: publishes the block (pairs with the exchange in _ouro_pool_collect()) and takes
+         * part in the Dekker pattern of pool_notify()/_ouro_pool_unclaim(). */
+    } while (!ouro_cas_weak_seq_cst(&pool->xfree, &old, (uintptr_t)b));
+    if (old == 0) pool_notify(pool);
+}
+
+uint32_t _ouro_pool_collect(ouro_pool_t *pool) {
+    if (ouro_load_relaxed(&pool->xfree) == 0) return 0;
+    /* pairs with the seq_cst CAS in _ouro_pool_free_remote() */
+    uintptr_t list = ouro_xchg_seq_cst(&pool->xfree, 0);
+    if (!list) return 0;
+    uint32_t n = 1;
+    ouro_block_t *tail = (ouro_block_t *)list;
+    for (;;) {
+        uintptr_t next = ouro_block_decode(pool, tail->next);
+        if (OURO_UNLIKELY(!ouro_link_ok(tail, next) || n > pool->capacity))
+            _ouro_fatal("corrupted remote-free list: block %p of class %u (size %u), link %p after %u blocks",
+                        (void *)tail, pool->cls, pool->block_size, (void *)next, n);
+        if (!next) break;
+        tail = (ouro_block_t *)next;
+        n++;
+    }
+    tail->next = ouro_block_encode(pool, (uintptr_t)pool->free);
+    pool->free = (ouro_block_t *)list;
+    uint32_t used = ouro_load_relaxed(&pool->used);
+    if (OURO_UNLIKELY(n > used))
+        _ouro_fatal("remote-free list of pool %p (class %u) holds %u blocks but only %u are in use",
+                    (void *)pool, pool->cls, n, used);
+    ouro_store_relaxed(&pool->used, used - n);
+    return n;
+}
+
+/* ---- the owner's lists ------------------------------------------------------------------------------ */
+
+#define POOL_LIST_PUSH(head, x)                                                                    \
+    do {                                                                                          \
+        (x)->prev = NULL;                                                                         \
+        (x)->next = (head);                                                                       \
+        if (head) (head)->prev = (x);                                                             \
+        (head) = (x);                                                                             \
+    } while (0)
+
+static ouro_pool_t **heap_list_of(ouro_heap_t *h, ouro_pool_t *pool) {
+    return pool->flags == OURO_PF_FULL ? &h->full[pool->kind][pool->cls] : &h->partial[pool->kind][pool->cls];
+}
+
+static void heap_unlink(ouro_heap_t *h, ouro_pool_t *pool) {
+    ouro_pool_t **head = heap_list_of(h, pool);
+    if (pool->prev) pool->prev->next = pool->next; else *head = pool->next;
+    if (pool->next) pool->next->prev = pool->prev;
+    pool->next = pool->prev = NULL;
+    pool->flags = 0;
+}
+
+static void heap_link(ouro_heap_t *h, ouro_pool_t *pool, uint8_t flags) {
+    pool->flags = flags;
+    ouro_pool_t **head = heap_list_of(h, pool);
+    POOL_LIST_PUSH(*head, pool);
+}
+
+/* Puts a listed pool where its counts say: an empty one goes back to the arena, a full one that got
+ * a free block moves to the partial list. The current pool (flags 0) stays. */
+static void heap_settle(ouro_heap_t *h, ouro_pool_t *pool) {
+    if (pool->flags == 0) return;
+    if (ouro_load_relaxed(&pool->used) == 0) {
+        /* A pool on our inbox is claimed by its notifier: it is settled when the inbox is taken. */
+        if (!_ouro_pool_try_claim(pool)) return;
+        _ouro_pool_collect(pool); /* every block is free: nothing more can arrive */
+        heap_unlink(h, pool);
+        _ouro_arena_release_pool(pool);
+    } else if (pool->flags == OURO_PF_FULL && pool_has_free(pool)) {
+        heap_unlink(h, pool);
+        heap_link(h, pool, OURO_PF_PARTIAL);
+    }
+}
+
+void _ouro_heap_free_local_slow(ouro_heap_t *h, ouro_pool_t *pool) { heap_settle(h, pool); }
+
+/* Takes the inbox whole and collects each pool on it (owner only). */
+static void heap_inbox_collect(ouro_heap_t *h) {
+    if (ouro_load_relaxed(&h->inbox) == NULL) return;
+    ouro_pool_t *pool = ouro_xchg_acq_rel(&h->inbox, NULL); /* pairs with the release CAS in heap_inbox_push() */
+    while (pool) {
+        ouro_pool_t *next = pool->inbox_next; /* before the claim is released: a new notifier rewrites it */
+        /* Release the claim before taking xfree: a free that lands after our exchange below finds
+         * queued == 0 and notifies again. seq_cst: pairs with pool_notify(). */
+        ouro_xchg_seq_cst(&pool->queued, 0);
+        _ouro_pool_collect(pool);
+        heap_settle(h, pool);
+        pool = next;
+    }
+}
+
+/* ---- allocation slow path ---------------------------------------------------------------------------- */
+
+void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
+    if (h == &_ouro_heap_empty) {
+        h = heap_attach();
+        if (!h) return NULL;
+    }
+    heap_inbox_collect(h);
+    ouro_pool_t *pool = h->cur[kind][cls];
+    for (;;) {
+        if (pool != &_ouro_pool_empty) {
+            ouro_block_t *b = ouro_pool_pop(pool);
+            if (b) return b;
+            if (_ouro_pool_collect(pool) == 0 && pool->carved < pool->capacity) pool_carve(pool);
+            if ((b = ouro_pool_pop(pool))) return b;
+            heap_link(h, pool, OURO_PF_FULL); /* exhausted: a free moves it back to partial */
+        }
+        if ((pool = h->partial[kind][cls])) {
+            heap_unlink(h, pool);
+        } else if ((pool = _ouro_arena_adopt(h, kind, cls))) {
+            _ouro_pool_unclaim(pool); /* adopted under our claim: now ours */
+            _ouro_pool_collect(pool);
+        } else if (!(pool = _ouro_arena_take_pool(h, kind, cls))) {
+            h->cur[kind][cls] = &_ouro_pool_empty;
+            return NULL; /* error set by the OS layer */
+        }
+        h->cur[kind][cls] = pool;
+    }
+}
+
+/* ---- thread exit ---------------------------------------------------------------------------------------- */
+
+/* Releases the claims of every pool on h's inbox without settling them (abandonment is under way). */
+static void heap_inbox_unclaim_all(ouro_heap_t *h) {
+    ouro_pool_t *pool = ouro_xchg_acq_rel(&h->inbox, NULL); /* pairs with heap_inbox_push() */
+    while (pool) {
+        ouro_pool_t *next = pool->inbox_next;
+        ouro_xchg_seq_cst(&pool->queued, 0); /* pairs with pool_notify() */
+        pool = next;
+    }
+}
+
+/* Hands every pool of h to the arena: empty ones are released, the others abandoned (owned by
+ * _ouro_heap_abandoned, adoptable by any thread). Runs on the exiting thread. */
+static void heap_abandon(ouro_heap_t *h) {
+    /* Gather every pool on one list (through `next`); the heap's lists are then empty. */
+    ouro_pool_t *all = NULL;
+    for (unsigned k = 0; k < OURO_NKINDS; k++)
+        for (unsigned c = 0; c < OURO_NCLASSES; c++) {
+            ouro_pool_t *lists[3] = {h->partial[k][c], h->full[k][c], NULL};
+            if (h->cur[k][c] != &_ouro_pool_empty) {
+                lists[2] = h->cur[k][c];
+                lists[2]->next = NULL;
+            }
+            for (int l = 0; l < 3; l++)
+                for (ouro_pool_t *p = lists[l], *n; p; p = n) {
+                    n = p->next;
+                    p->next = all;
+                    all = p;
+                }
+            h->cur[k][c] = &_ouro_pool_empty;
+            h->partial[k][c] = h->full[k][c] = NULL;
+        }
+    for (ouro_pool_t *pool = all, *next; pool; pool = next) {
+        next = pool->next;
+        /* Win the claim: a notifier holding it is about to push the pool on our inbox. */
+        while (!_ouro_pool_try_claim(pool)) heap_inbox_unclaim_all(h);
+        ouro_store_relaxed(&pool->heap, &_ouro_heap_abandoned); /* under the claim */
+        _ouro_pool_collect(pool);
+        pool->next = pool->prev = NULL;
+        pthread_mutex_lock(&_ouro_arena_lock);
+        if (ouro_load_relaxed(&pool->used) == 0) {
+            _ouro_arena_release_pool_locked(pool); /* keeps the claim: a free pool takes no notices */
+            pthread_mutex_unlock(&_ouro_arena_lock);
+        } else {
+            _ouro_arena_abandon_locked(pool);
+            pthread_mutex_unlock(&_ouro_arena_lock);
+            _ouro_pool_unclaim(pool);
+        }
+    }
+    heap_inbox_unclaim_all(h); /* nothing can be left: every pool now names another owner */
+}
+
+/* pthread key destructor: the thread is exiting with heap arg. */
+static void heap_thread_exit(void *arg) {
+    ouro_heap_t *h = arg;
+    heap_abandon(h);
+    _ouro_tls_heap = &_ouro_heap_empty;
+    pthread_mutex_lock(&heap_lock);
+    h->live = false;
+    heaps_live--;
+    heaps_cached++;
+    pthread_mutex_unlock(&heap_lock);
+}
+
+void _ouro_heap_counts(size_t *live, size_t *cached) {
+    pthread_mutex_lock(&heap_lock);
+    *live = heaps_live;
+    *cached = heaps_cached;
+    pthread_mutex_unlock(&heap_lock);
+}
+
+/* ---- collection and checks ----------------------------------------------------------------------------- */
+
+void _ouro_heap_collect(ouro_heap_t *h) {
+    if (h == &_ouro_heap_empty) return;
+    heap_inbox_collect(h);
+    for (unsigned k = 0; k < OURO_NKINDS; k++)
+        for (unsigned c = 0; c < OURO_NCLASSES; c++) {
+            _ouro_pool_collect(h->cur[k][c]);
+            for (int full = 0; full < 2; full++) {
+                ouro_pool_t *p = full ? h->full[k][c] : h->partial[k][c];
+                while (p) {
+                    ouro_pool_t *n = p->next;
+                    _ouro_pool_collect(p);
+                    heap_settle(h, p);
+                    p = n;
+                }
+            }
+        }
+}
+
+bool _ouro_pool_check(ouro_pool_t *pool, char *why, size_t n) {
+    if (pool->magic != OURO_POOL_MAGIC || pool->type != OURO_PT_BLOCKS) {
+        snprintf(why, n, "pool %p: bad magic or type", (void *)pool);
+        return false;
+    }
+    uint32_t len = 0;
+    for (ouro_block_t *b = pool->free; b; len++) {
+        uintptr_t next = ouro_block_decode(pool, b->next);
+        if (!ouro_link_ok(b, next) || len > pool->capacity) {
+            snprintf(why, n, "pool %p (class %u): free list broken at block %p", (void *)pool, pool->cls, (void *)b);
+            return false;
+        }
+        b = (ouro_block_t *)next;
+    }
+    uint32_t used = ouro_load_relaxed(&pool->used);
+    if (used + len != pool->carved || pool->carved > pool->capacity) {
+        snprintf(why, n, "pool %p (class %u): used %u + free %u != carved %u (capacity %u)", (void *)pool,
+                 pool->cls, used, len, pool->carved, pool->capacity);
+        return false;
+    }
+    return true;
+}
+
+bool _ouro_heap_check(ouro_heap_t *h, char *why, size_t n) {
+    if (h == &_ouro_heap_empty) return true;
+    for (unsigned k = 0; k < OURO_NKINDS; k++)
+        for (unsigned c = 0; c < OURO_NCLASSES; c++) {
+            ouro_pool_t *cur = h->cur[k][c];
+            if (cur != &_ouro_pool_empty && (cur->flags != 0 || !_ouro_pool_check(cur, why, n))) return false;
+            for (int full = 0; full < 2; full++)
+                for (ouro_pool_t *p = full ? h->full[k][c] : h->partial[k][c]; p; p = p->next) {
+                    if (!_ouro_pool_check(p, why, n)) return false;
+                    if (p->flags != (full ? OURO_PF_FULL : OURO_PF_PARTIAL) || p->kind != k || p->cls != c ||
+                        ouro_load_relaxed(&p->heap) != h) {
+                        snprintf(why, n, "pool %p (class %u) is on the wrong list", (void *)p, c);
+                        return false;
+                    }
+                }
+        }
+    return true;
+}
+
+/* ---- debug and hardening checks ------------------------------------------------------------------------ */
+
+/* First byte after the words a free block keeps (link word; object header words in object pools). */
+static size_t block_keep(const ouro_pool_t *pool) {
+    return pool->kind == OURO_KIND_PLAIN ? sizeof(uintptr_t) : OURO_OBJECT_KEEP;
+}
+
+void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b) {
+    size_t bs = pool->block_size, keep = block_keep(pool);
+    uintptr_t *canary = (uintptr_t *)((char *)b + bs - OURO_PAD);
+    /* Carving poisons never-used blocks: they have no canary yet (their bytes are zero or poison). */
+    bool carving = (uintptr_t)b >= (uintptr_t)ouro_pool_blocks(pool) + (size_t)pool->carved * bs;
+    if (!carving && *canary != (OURO_CANARY ^ (uintptr_t)b))
+        _ouro_fatal("buffer overflow: canary of block %p (class %u, size %u) overwritten", (void *)b,
+                    pool->cls, pool->block_size);
+    if (bs > keep) memset((char *)b + keep, OURO_POISON, bs - keep);
+}
+
+void _ouro_block_debug_on_alloc(ouro_pool_t *pool, ouro_block_t *b) {
+    size_t bs = pool->block_size, keep = block_keep(pool);
+    const unsigned char *q = (const unsigned char *)b;
+    for (size_t i = keep; i < bs; i++)
+        if (q[i] != OURO_POISON)
+            _ouro_fatal("write after free: byte %zu of free block %p (class %u, size %u) changed", i, (void *)b,
+                        pool->cls, pool->block_size);
+    *(uintptr_t *)((char *)b + bs - OURO_PAD) = OURO_CANARY ^ (uintptr_t)b;
+}
+
+void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local) {
+    /* The link word decodes into the pool: b is on a free list, or its owner wrote a value that
+     * looks like one (about 2^-50 for arbitrary data, as pop clears the word). */
+    if (local) {
+        bool found = false;
+        for (ouro_block_t *f = pool->free; f && !found; f = (ouro_block_t *)ouro_block_decode(pool, f->next)) {
+            if (!ouro_link_ok(f, ouro_block_decode(pool, f->next))) break;
+            found = f == b;
+        }
+        /* pairs with the seq_cst CAS in _ouro_pool_free_remote(): the pushed links are visible */
+        for (uintptr_t f = ouro_load_seq_cst(&pool->xfree); f && !found;
+             f = ouro_block_decode(pool, ((ouro_block_t *)f)->next)) {
+            if (!ouro_link_ok((void *)f, ouro_block_decode(pool, ((ouro_block_t *)f)->next))) break;
+            found = f == (uintptr_t)b;
+        }
+        if (!found) return;
+    }
+    _ouro_fatal("double free of block %p (class %u, size %u)", (void *)b, pool->cls, pool->block_size);
+}

@@ -1,0 +1,312 @@
+/* alloc/internal.h — the allocator's data structures and the invariants that hold them together.
+ *
+ * Layering (one file per layer): os.c (mappings, fault injection, the address map) -> arena.c (arenas
+ * of pools, pool runs, own mappings, abandoned pools) -> heap.c (per-thread heaps, pool life cycle,
+ * remote frees) -> alloc.c (the public entry points and their fast paths) ; stats.c reads them all.
+ * docs/alloc.md draws the layout and the state machines; the invariants are stated once, here. */
+#ifndef OURO_ALLOC_INTERNAL_H
+#define OURO_ALLOC_INTERNAL_H
+#ifndef OURO_BUILD_CORE
+#error "alloc/internal.h is internal to libouro"
+#endif
+
+#include "core/atomic.h"
+#include "core/debug.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- geometry -------------------------------------------------------------------------------------
+ * Pools are POOL_SIZE-aligned, arenas ARENA_SIZE-aligned, so a block's pool header is found by
+ * masking its address and a pool's arena by masking again. Torture builds shrink both. */
+#define OURO_POOL_SHIFT (OURO_TORTURE ? 13 : 14)  /* 8 KiB / 16 KiB (pymalloc's) */
+#define OURO_ARENA_SHIFT (OURO_TORTURE ? 17 : 20) /* 128 KiB / 1 MiB (pymalloc's) */
+#define OURO_POOL_SIZE ((size_t)1 << OURO_POOL_SHIFT)
+#define OURO_ARENA_SIZE ((size_t)1 << OURO_ARENA_SHIFT)
+#define OURO_POOLS_PER_ARENA (OURO_ARENA_SIZE / OURO_POOL_SIZE) /* pool 0 holds the arena header */
+#define OURO_POOL_HDR 128                                      /* two cache lines, see ouro_pool_t */
+
+#define OURO_NSMALL 32         /* 16..512 in 16-byte steps */
+#define OURO_SMALL_MAX 512
+#define OURO_NCLASSES 44       /* + 640..4096, four classes per doubling */
+#define OURO_MEDIUM_MAX 4096
+#define OURO_ALIGN 16
+
+/* Debug builds keep an 8-byte canary at the end of every block: a request is served from the class
+ * that fits size + OURO_PAD, and the usable size is the class size less OURO_PAD. */
+#define OURO_PAD (OURO_DEBUG_LEVEL >= 1 ? 8 : 0)
+#define OURO_CANARY ((uintptr_t)0x5ca1ab1e0dd5ca1bULL)
+#define OURO_POISON 0xdd /* freed blocks, debug builds */
+
+/* Pool kinds: which layer owns the blocks. The words that an object header keeps its refcount and
+ * type in are never written by the allocator in OBJECT and GC pools (see the block invariant). */
+enum { OURO_KIND_PLAIN = 0, OURO_KIND_OBJECT = 1, OURO_KIND_GC = 2, OURO_NKINDS = 3 };
+
+/* Bytes at the start of a block that the allocator may use while it is free: the link word only.
+ * In OBJECT/GC pools the next OURO_OBJECT_KEEP bytes (refcount, lock, GC bits, type) are preserved
+ * across free and reuse: debug poisoning skips them. */
+#define OURO_OBJECT_KEEP 32
+
+/* What a POOL_SIZE-aligned region is (pool->type; arena->pool_state[]). */
+enum {
+    OURO_PT_FREE = 0,  /* in an arena, unused */
+    OURO_PT_BLOCKS,    /* a pool of one size class */
+    OURO_PT_RUN,       /* first pool of a run serving one large block */
+    OURO_PT_RUN_BODY,  /* later pools of a run (no header: user data) */
+    OURO_PT_DEFERRED,  /* an emptied object pool waiting for a grace period */
+    OURO_PT_ARENA,     /* pool 0 of an arena: the arena header */
+    OURO_PT_HUGE,      /* the header of a dedicated mapping */
+};
+
+#define OURO_POOL_MAGIC 0x0a1c
+#define OURO_ARENA_MAGIC 0x0a7e4a01u
+
+typedef struct ouro_block_s ouro_block_t;
+typedef struct ouro_pool_s ouro_pool_t;
+typedef struct ouro_heap_s ouro_heap_t;
+typedef struct ouro_arena_s ouro_arena_t;
+
+/* A free block: its first word links it into a free list, encoded (see block_encode). */
+struct ouro_block_s {
+    uintptr_t next;
+};
+
+/* ---- pool ----------------------------------------------------------------------------------------
+ * The header at the start of every POOL_SIZE region that serves blocks (type BLOCKS) or starts a run
+ * (type RUN). Line 0 is the owner's, line 1 is written by other threads (remote frees).
+ *
+ * Counts invariant (BLOCKS), the owner's view: carved == used + len(free) <= capacity. A block
+ * freed by another thread sits on xfree and stays counted in used until _ouro_pool_collect moves it
+ * to free, so the program holds used - len(xfree) blocks.
+ * Ownership invariant: `heap` is a live heap (the owner), &_ouro_heap_abandoned (no owner, in the
+ * arena's abandoned list) or &_ouro_heap_none (not a block pool). It is never NULL, so a thread
+ * without a heap never takes the owner's path. `heap` changes only while the changer holds the
+ * pool's claim (queued: 0 -> 1), so whoever wins the claim reads the current owner (pool_notify).
+ * List invariant: an owned pool is exactly one of: its heap's current pool for (kind, cls) (flags 0),
+ * on the heap's partial list (OURO_PF_PARTIAL, has a free block) or on its full list (OURO_PF_FULL). */
+struct ouro_pool_s {
+    /* line 0: owner (written by the owner only; heap and used also read by others) */
+    ouro_block_t *free;             /* local free list (links encoded) */
+    _Atomic(ouro_heap_t *) heap;    /* owner; see ownership invariant */
+    _Atomic uint32_t used;          /* blocks handed out, remote-freed ones until collected */
+    uint16_t capacity;              /* blocks in the pool */
+    uint16_t carved;                /* blocks threaded so far (lazy carving, 4 KiB at a time) */
+    uint16_t block_size;            /* bytes per block */
+    uint16_t magic;                 /* OURO_POOL_MAGIC */
+    uint8_t cls;                    /* size class */
+    uint8_t kind;                   /* OURO_KIND_* */
+    uint8_t flags;                  /* OURO_PF_*: owner's list membership */
+    uint8_t type;                   /* OURO_PT_* */
+    uintptr_t key0, key1;           /* link encoding keys (from the owning heap's keys at init) */
+    ouro_pool_t *next, *prev;       /* owner's partial/full list, or the arena's abandoned list */
+    /* line 1: shared (remote frees) */
+    _Atomic uintptr_t xfree __attribute__((aligned(64))); /* remote-free list (links encoded) */
+    _Atomic uint32_t queued;        /* claim: 1 while on a heap inbox or being moved/released */
+    uint32_t run_pools;             /* RUN: pools in the run */
+    ouro_pool_t *inbox_next;        /* link on a heap inbox (written by the claim winner) */
+    size_t run_usable;              /* RUN: usable bytes */
+};
+
+#define OURO_PF_PARTIAL 1
+#define OURO_PF_FULL 2
+
+_Static_assert(sizeof(ouro_pool_t) <= OURO_POOL_HDR, "pool header must fit OURO_POOL_HDR");
+
+static inline ouro_pool_t *ouro_pool_of(const void *p) {
+    return (ouro_pool_t *)((uintptr_t)p & ~(OURO_POOL_SIZE - 1));
+}
+
+static inline ouro_arena_t *ouro_arena_of(const void *p) {
+    return (ouro_arena_t *)((uintptr_t)p & ~(OURO_ARENA_SIZE - 1));
+}
+
+static inline void *ouro_pool_blocks(ouro_pool_t *pool) { return (char *)pool + OURO_POOL_HDR; }
+
+/* Link encoding (hardened builds): a link word holds (next ^ key0) + key1, so a stray pointer write
+ * into a freed block does not become a usable free-list entry, and decoding checks that the result
+ * stays inside the pool (or is NULL). Non-hardened builds store plain pointers. */
+static inline uintptr_t ouro_block_encode(const ouro_pool_t *pool, uintptr_t next) {
+    return OURO_HARDENED ? (next ^ pool->key0) + pool->key1 : next;
+}
+
+static inline uintptr_t ouro_block_decode(const ouro_pool_t *pool, uintptr_t word) {
+    return OURO_HARDENED ? (word - pool->key1) ^ pool->key0 : word;
+}
+
+/* true when next is NULL or a 16-byte-aligned address inside the pool of block b. */
+static inline bool ouro_link_ok(const void *b, uintptr_t next) {
+    return next == 0 || ((((next ^ (uintptr_t)b) >> OURO_POOL_SHIFT) == 0) && (next & 15) == 0);
+}
+
+/* ---- arena ---------------------------------------------------------------------------------------
+ * Lives in pool 0 of its mapping. All fields but `hdr` are guarded by the arena lock.
+ * Counts invariant: nfree == popcount(free_map) == pools in state FREE; an arena with nfree ==
+ * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the kept-empty list (purged) or unmapped.
+ * An arena with 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first). */
+struct ouro_arena_s {
+    ouro_pool_t hdr;                /* type ARENA or HUGE: what a masked pointer into pool 0 finds */
+    uint32_t magic;
+    uint32_t nfree;                 /* free pools */
+    uint32_t ndeferred;             /* pools waiting for a grace period */
+    uint32_t bucket;                /* usable bucket it is on, 0 when none */
+    uint64_t free_map;              /* bit i: pool i is FREE */
+    uint64_t purged_map;            /* bit i: free pool i's pages are returned to the OS */
+    ouro_arena_t *next, *prev;      /* bucket or kept-empty list */
+    ouro_arena_t *all_next, *all_prev; /* every mapped arena */
+    size_t map_size;                /* bytes mapped (HUGE: the whole mapping) */
+    size_t huge_usable;             /* HUGE: usable bytes */
+    bool on_kept;                   /* on the kept-empty list */
+    _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
+};
+#define OURO_ARENA_HDR 512 /* offset of a HUGE block's data from its mapping */
+_Static_assert(sizeof(ouro_arena_t) <= OURO_ARENA_HDR, "arena header must fit OURO_ARENA_HDR");
+_Static_assert(OURO_ARENA_SIZE / OURO_POOL_SIZE <= 64, "free_map is 64 bits");
+
+/* ---- heap ----------------------------------------------------------------------------------------
+ * One per thread that allocates (type-stable: never unmapped, reused after its thread exits, so a
+ * late pool_notify never pushes onto freed memory). cur/partial/full are the owner's only; inbox is
+ * an MPSC stack of pools with pending remote frees (pushed by claim winners, taken whole by the
+ * owner — or, for _ouro_heap_abandoned, by whoever holds the arena lock). */
+struct ouro_heap_s {
+    ouro_pool_t *cur[OURO_NKINDS][OURO_NCLASSES];     /* never NULL: &_ouro_pool_empty when none */
+    ouro_pool_t *partial[OURO_NKINDS][OURO_NCLASSES]; /* pools with free blocks */
+    ouro_pool_t *full[OURO_NKINDS][OURO_NCLASSES];    /* pools without */
+    _Atomic(ouro_pool_t *) inbox;
+    uintptr_t key0, key1;
+    uint64_t rng;
+    ouro_heap_t *reg_next;          /* registry of every heap ever made (heap lock) */
+    bool live;                      /* owned by a thread (heap lock) */
+};
+
+/* Sentinels: _ouro_pool_empty has no free block (the fast path falls through to the slow one);
+ * _ouro_heap_empty is every thread's heap before its first allocation (all cur = empty pool);
+ * _ouro_heap_abandoned owns abandoned pools; _ouro_heap_none owns regions that are not block pools. */
+OURO_INTERNAL extern ouro_pool_t _ouro_pool_empty;
+OURO_INTERNAL extern ouro_heap_t _ouro_heap_empty;
+OURO_INTERNAL extern ouro_heap_t _ouro_heap_abandoned;
+OURO_INTERNAL extern ouro_heap_t _ouro_heap_none;
+
+/* The calling thread's heap (&_ouro_heap_empty until its first allocation). Initial-exec TLS: one
+ * %fs-relative load, also in the shared library. */
+OURO_INTERNAL extern __thread ouro_heap_t *_ouro_tls_heap __attribute__((tls_model("initial-exec")));
+
+/* ---- size classes --------------------------------------------------------------------------------- */
+OURO_INTERNAL extern const uint16_t _ouro_class_size[OURO_NCLASSES];
+
+/* Class of a request of req bytes, 1 <= req <= OURO_MEDIUM_MAX. */
+static inline unsigned ouro_size_class(size_t req) {
+    if (req <= OURO_SMALL_MAX) return (unsigned)((req - 1) >> 4);
+    unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)(req - 1)); /* 9..11 */
+    return OURO_NSMALL + (b - 9) * 4 + (unsigned)((req - 1) >> (b - 2)) - 4;
+}
+
+/* ---- os.c ----------------------------------------------------------------------------------------- */
+/* Maps size bytes aligned to align (a power of two >= page size); NULL on failure (error set). */
+OURO_INTERNAL void *_ouro_os_map_aligned(size_t size, size_t align);
+OURO_INTERNAL void _ouro_os_unmap(void *p, size_t size);
+/* Returns the pages to the OS; the range stays mapped and reads back as zeros. */
+OURO_INTERNAL void _ouro_os_purge(void *p, size_t size);
+/* Address map: what each ARENA_SIZE chunk of the address space is to ouro (pointer validation). */
+enum { OURO_CHUNK_NONE = 0, OURO_CHUNK_ARENA, OURO_CHUNK_HUGE_HEAD, OURO_CHUNK_HUGE_BODY };
+/* Marks [chunk, chunk + size) as kind (the chunks after a HUGE_HEAD one as HUGE_BODY). Arena lock. */
+OURO_INTERNAL void _ouro_addrmap_set(void *chunk, size_t size, unsigned kind);
+OURO_INTERNAL unsigned _ouro_addrmap_get(const void *p);
+
+/* Counters shared by the layers; updated under the arena lock or with relaxed atomics. */
+typedef struct ouro_alloc_counters {
+    _Atomic size_t bytes_mapped, bytes_mapped_peak, bytes_returned, os_map_calls, os_map_failures;
+    _Atomic size_t arenas, arenas_peak, arenas_allocated, arenas_reclaimed;
+    _Atomic size_t large_blocks, large_bytes;
+} ouro_alloc_counters;
+OURO_INTERNAL extern ouro_alloc_counters _ouro_counters;
+
+/* ---- arena.c (all take the arena lock themselves unless named _locked) -------------------------- */
+OURO_INTERNAL extern pthread_mutex_t _ouro_arena_lock;
+/* A fresh pool for (kind, cls) owned by h, initialised under the lock; NULL (error set). */
+OURO_INTERNAL ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls);
+/* Gives back an emptied pool whose claim the caller holds. Object/GC pools go through the
+ * grace-period hook first. */
+OURO_INTERNAL void _ouro_arena_release_pool(ouro_pool_t *pool);
+OURO_INTERNAL void _ouro_arena_release_pool_locked(ouro_pool_t *pool);
+/* A large block of size usable bytes (a pool run or a dedicated mapping); NULL with error set. */
+OURO_INTERNAL void *_ouro_large_alloc(size_t size);
+OURO_INTERNAL void _ouro_large_free(ouro_pool_t *hdr);
+OURO_INTERNAL size_t _ouro_large_usable(ouro_pool_t *hdr);
+/* Abandoned pools, by (kind, cls): push one, adopt one with free blocks for heap h. */
+OURO_INTERNAL void _ouro_arena_abandon_locked(ouro_pool_t *pool);
+OURO_INTERNAL ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls);
+/* Collects pending remote frees of abandoned pools; releases the emptied ones. */
+OURO_INTERNAL void _ouro_arena_collect_abandoned_locked(void);
+/* Purges free pools and unmaps every kept empty arena; returns bytes returned to the OS. */
+OURO_INTERNAL size_t _ouro_arena_trim_locked(void);
+OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
+
+/* The grace-period hook for emptied OBJECT/GC pools (the brief's constraint (1)): until it is
+ * called back, a pool is DEFERRED: not reused for another class, not unmapped. threads/ installs a
+ * hook on RCU; the default calls back at once (no lock-free readers exist yet). */
+typedef void (*ouro_defer_fn)(void (*callback)(void *), void *arg);
+OURO_INTERNAL void _ouro_alloc_set_defer_hook(ouro_defer_fn fn);
+
+/* ---- heap.c ---------------------------------------------------------------------------------------- */
+/* The slow path of allocation from class cls of the given kind: refills the current pool. */
+OURO_INTERNAL void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls);
+/* A local free hit a pool that is full or on the partial list and may now be empty. */
+OURO_INTERNAL void _ouro_heap_free_local_slow(ouro_heap_t *h, ouro_pool_t *pool);
+/* Pushes b onto pool's remote-free list (any thread). */
+OURO_INTERNAL void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b);
+/* Moves the pool's remote frees onto its local list; returns how many. Claim or owner only. */
+OURO_INTERNAL uint32_t _ouro_pool_collect(ouro_pool_t *pool);
+/* Initialises a FREE pool for (kind, cls) owned by h (arena lock held). */
+OURO_INTERNAL void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned cls);
+/* Claims pool (queued 0 -> 1); false when another thread holds the claim. */
+OURO_INTERNAL bool _ouro_pool_try_claim(ouro_pool_t *pool);
+/* Releases the claim and re-checks for remote frees that arrived meanwhile. */
+OURO_INTERNAL void _ouro_pool_unclaim(ouro_pool_t *pool);
+/* Collects the calling thread's inbox and every pool it owns; releases empty non-current pools. */
+OURO_INTERNAL void _ouro_heap_collect(ouro_heap_t *h);
+/* Checks every pool of h (ouro_alloc_check). */
+OURO_INTERNAL bool _ouro_heap_check(ouro_heap_t *h, char *why, size_t n);
+OURO_INTERNAL bool _ouro_pool_check(ouro_pool_t *pool, char *why, size_t n);
+/* Counts heaps (heap lock). */
+OURO_INTERNAL void _ouro_heap_counts(size_t *live, size_t *cached);
+
+/* Debug builds: checks and restores what a free block must look like. */
+OURO_INTERNAL void _ouro_block_debug_on_alloc(ouro_pool_t *pool, ouro_block_t *b);
+OURO_INTERNAL void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b);
+/* Hardened builds: a freed block whose link word decodes into its pool may be a double free. */
+OURO_INTERNAL void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local);
+
+/* ---- the pop/push every path shares --------------------------------------------------------------- */
+
+/* Takes a block from the pool's local free list (owner only); NULL when the list is empty. */
+static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
+    ouro_block_t *b = pool->free;
+    if (OURO_UNLIKELY(b == NULL)) return NULL;
+    uintptr_t next = ouro_block_decode(pool, b->next);
+    if (OURO_HARDENED && OURO_UNLIKELY(!ouro_link_ok(b, next)))
+        _ouro_fatal("corrupted free list: block %p of class %u (size %u) links to %p", (void *)b,
+                    pool->cls, pool->block_size, (void *)next);
+    pool->free = (ouro_block_t *)next;
+    b->next = 0; /* a live block's link word must not decode into its pool (double-free check) */
+    ouro_owner_add(&pool->used, 1);
+    if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_alloc(pool, b);
+    return b;
+}
+
+/* Puts b back on the pool's local free list (owner only); the caller handles list transitions. */
+static inline uint32_t ouro_pool_push_local(ouro_pool_t *pool, ouro_block_t *b) {
+    if (OURO_HARDENED) {
+        uintptr_t w = ouro_block_decode(pool, b->next);
+        if (OURO_UNLIKELY(ouro_link_ok(b, w))) _ouro_block_check_double_free(pool, b, true);
+    }
+    if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
+    b->next = ouro_block_encode(pool, (uintptr_t)pool->free);
+    pool->free = b;
+    uint32_t u = ouro_load_relaxed(&pool->used) - 1;
+    ouro_store_relaxed(&pool->used, u);
+    return u;
+}
+
+#endif /* OURO_ALLOC_INTERNAL_H */

@@ -1,0 +1,221 @@
+//! ouro's build. Zig is pinned in build.zig.zon and installed by ./zigw; see docs/building.md.
+//!
+//! Steps: install (default), test, stress, bench, asan. The C source lists below are the only ones:
+//! the asan step hands the same lists to Debian's clang.
+const std = @import("std");
+
+const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
+
+/// The library's sources, one module folder each (docs/architecture.md).
+const lib_sources = [_][]const u8{
+    "core/error.c",
+    "alloc/os.c",
+    "alloc/arena.c",
+    "alloc/heap.c",
+    "alloc/alloc.c",
+    "alloc/stats.c",
+};
+
+/// cmocka unit tests: one executable each.
+const test_sources = [_][]const u8{
+    "tests/test_alloc.c",
+    "tests/test_alloc_threads.c",
+};
+
+/// The stress runner and its scenarios.
+const stress_sources = [_][]const u8{
+    "stress/main.c",
+    "stress/support.c",
+    "stress/alloc_scenarios.c",
+};
+
+/// The benchmark driver and its suites.
+const bench_sources = [_][]const u8{
+    "bench/main.c",
+    "bench/alloc_suite.c",
+};
+
+const c_flags = [_][]const u8{
+    "-std=c11",
+    "-D_GNU_SOURCE",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Werror",
+    "-fno-omit-frame-pointer",
+};
+
+const Sanitize = enum { none, thread };
+
+/// Everything that changes how the library is compiled.
+const Config = struct {
+    optimize: std.builtin.OptimizeMode,
+    debug_level: u8,
+    hardened: bool,
+    torture: bool,
+    sanitize: Sanitize,
+};
+
+const Ctx = struct {
+    b: *std.Build,
+    target: std.Build.ResolvedTarget,
+};
+
+fn configHeader(ctx: Ctx, cfg: Config) *std.Build.Step.ConfigHeader {
+    return ctx.b.addConfigHeader(.{
+        .style = .{ .cmake = ctx.b.path("include/ouro/config.h.in") },
+        .include_path = "ouro/config.h",
+    }, .{
+        .OURO_VERSION_MAJOR = @as(i64, version.major),
+        .OURO_VERSION_MINOR = @as(i64, version.minor),
+        .OURO_VERSION_PATCH = @as(i64, version.patch),
+        .OURO_DEBUG_LEVEL = @as(i64, cfg.debug_level),
+        .OURO_HARDENED = @as(i64, @intFromBool(cfg.hardened)),
+        .OURO_TORTURE = @as(i64, @intFromBool(cfg.torture)),
+        .OURO_TSAN = @as(i64, @intFromBool(cfg.sanitize == .thread)),
+    });
+}
+
+/// A C module with ouro's flags, includes and sanitizer setting (set on every module that is linked
+/// together, or the TSan link fails).
+fn cModule(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, files: []const []const u8, extra: []const []const u8) *std.Build.Module {
+    const m = ctx.b.createModule(.{
+        .target = ctx.target,
+        .optimize = cfg.optimize,
+        .link_libc = true,
+        .sanitize_thread = cfg.sanitize == .thread,
+        .omit_frame_pointer = false,
+    });
+    m.addIncludePath(ctx.b.path("include"));
+    m.addIncludePath(ctx.b.path("."));
+    m.addConfigHeader(ch);
+    const flags = std.mem.concat(ctx.b.allocator, []const u8, &.{ &c_flags, extra }) catch @panic("OOM");
+    m.addCSourceFiles(.{ .files = files, .flags = flags });
+    return m;
+}
+
+fn addLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode) *std.Build.Step.Compile {
+    const m = cModule(ctx, cfg, ch, &lib_sources, &.{"-DOURO_BUILD_CORE"});
+    m.linkSystemLibrary("pthread", .{});
+    if (linkage == .dynamic) m.pic = true;
+    const lib = ctx.b.addLibrary(.{
+        .name = "ouro",
+        .linkage = linkage,
+        .root_module = m,
+        .version = if (linkage == .dynamic) version else null,
+    });
+    if (linkage == .dynamic) lib.setVersionScript(ctx.b.path("core/exports.map"));
+    return lib;
+}
+
+fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Build.Step.Compile, name: []const u8, files: []const []const u8) *std.Build.Step.Compile {
+    const m = cModule(ctx, cfg, ch, files, &.{});
+    m.linkLibrary(lib);
+    m.linkSystemLibrary("pthread", .{});
+    return ctx.b.addExecutable(.{ .name = name, .root_module = m });
+}
+
+pub fn build(b: *std.Build) void {
+    const ctx: Ctx = .{ .b = b, .target = b.standardTargetOptions(.{}) };
+    const optimize = b.standardOptimizeOption(.{});
+    const sanitize = b.option(Sanitize, "sanitize", "Sanitizer for every module: none (default) or thread") orelse .none;
+    const debug_level = b.option(u8, "debug-level", "0..3: checks compiled in (default 2 in Debug, 0 otherwise)") orelse
+        @as(u8, if (optimize == .Debug) 2 else 0);
+    const hardened = b.option(bool, "hardened", "Encoded free lists and double-free detection (default true)") orelse true;
+    const torture = b.option(bool, "torture", "Shrunken pools, arenas and caches to give bugs a chance (default false)") orelse false;
+    const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default 20)") orelse "20";
+    if (debug_level > 3) @panic("-Ddebug-level must be 0..3");
+
+    const cfg: Config = .{ .optimize = optimize, .debug_level = debug_level, .hardened = hardened, .torture = torture, .sanitize = sanitize };
+    const ch = configHeader(ctx, cfg);
+
+    // ---- install: static and shared libraries, headers, config header, ouro.pc --------------------
+    const static_lib = addLib(ctx, cfg, ch, .static);
+    const shared_lib = addLib(ctx, cfg, ch, .dynamic);
+    static_lib.installHeader(b.path("include/ouro.h"), "ouro.h");
+    static_lib.installHeadersDirectory(b.path("include/ouro"), "ouro", .{ .include_extensions = &.{".h"} });
+    static_lib.installConfigHeader(ch);
+    b.installArtifact(static_lib);
+    b.installArtifact(shared_lib);
+    const pc = b.addWriteFiles().add("ouro.pc", b.fmt(
+        \\prefix={s}
+        \\libdir=${{prefix}}/lib
+        \\includedir=${{prefix}}/include
+        \\
+        \\Name: ouro
+        \\Description: concurrent runtime core: per-thread pools, biased refcounts, stop-the-world GC
+        \\Version: {d}.{d}.{d}
+        \\Libs: -L${{libdir}} -louro
+        \\Libs.private: -lpthread
+        \\Cflags: -I${{includedir}}
+        \\
+    , .{ b.install_prefix, version.major, version.minor, version.patch }));
+    b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
+
+    // ---- stress: optimised with assertions, whatever the default mode ---------------------------
+    const stress_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = @max(debug_level, 1), .hardened = hardened, .torture = torture, .sanitize = sanitize };
+    const stress_ch = configHeader(ctx, stress_cfg);
+    const stress_exe = addExe(ctx, stress_cfg, stress_ch, addLib(ctx, stress_cfg, stress_ch, .static), "ouro-stress", &stress_sources);
+    b.installArtifact(stress_exe);
+    const stress_run = b.addRunArtifact(stress_exe);
+    if (b.args) |args| stress_run.addArgs(args) else stress_run.addArgs(&.{ "--duration", stress_secs });
+    b.step("stress", "Run every stress scenario (the main job)").dependOn(&stress_run.step);
+
+    // ---- test: cmocka unit tests at the chosen mode, then a short stress pass -------------------
+    const test_step = b.step("test", "Run the cmocka unit tests and a short stress pass");
+    for (test_sources) |src| {
+        const name = std.fs.path.stem(src);
+        const exe = addExe(ctx, cfg, ch, static_lib, name, &.{src});
+        exe.root_module.linkSystemLibrary("cmocka", .{});
+        const run = b.addRunArtifact(exe);
+        test_step.dependOn(&run.step);
+    }
+    const short_stress_exe = addExe(ctx, cfg, ch, static_lib, "ouro-stress-short", &stress_sources);
+    const short_stress = b.addRunArtifact(short_stress_exe);
+    short_stress.addArgs(&.{ "--duration", "1", "--short" });
+    test_step.dependOn(&short_stress.step);
+
+    // ---- bench: always fully optimised, no checks ----------------------------------------------
+    const bench_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = hardened, .torture = false, .sanitize = .none };
+    const bench_ch = configHeader(ctx, bench_cfg);
+    const bench_exe = addExe(ctx, bench_cfg, bench_ch, addLib(ctx, bench_cfg, bench_ch, .static), "ouro-bench", &bench_sources);
+    bench_exe.root_module.linkSystemLibrary("dl", .{});
+    b.installArtifact(bench_exe);
+    const bench_run = b.addRunArtifact(bench_exe);
+    bench_run.addArgs(&.{ "--json", b.getInstallPath(.prefix, "bench/results.json") });
+    if (b.args) |args| bench_run.addArgs(args);
+    bench_run.step.dependOn(b.getInstallStep());
+    b.step("bench", "Run the side-by-side benchmarks (writes zig-out/bench/results.json)").dependOn(&bench_run.step);
+
+    // ---- asan: the same sources through Debian's clang with ASan + UBSan --------------------------
+    const asan_step = b.step("asan", "Build the tests with Debian's clang -fsanitize=address,undefined and run them");
+    const asan_cfg: Config = .{ .optimize = .Debug, .debug_level = @max(debug_level, 1), .hardened = hardened, .torture = torture, .sanitize = .none };
+    const asan_ch = configHeader(ctx, asan_cfg);
+    const asan_bins = [_]struct { name: []const u8, files: []const []const u8, libs: []const []const u8, args: []const []const u8 }{
+        .{ .name = "test_alloc", .files = &.{"tests/test_alloc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_alloc_threads", .files = &.{"tests/test_alloc_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
+    };
+    for (asan_bins) |bin| {
+        const cc = b.addSystemCommand(&.{ "clang", "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-DOURO_BUILD_CORE" });
+        cc.addArgs(&c_flags);
+        cc.addArgs(&.{ "-Wno-unknown-warning-option", "-I" });
+        cc.addDirectoryArg(b.path("include"));
+        cc.addArg("-I");
+        cc.addDirectoryArg(b.path("."));
+        cc.addArg("-I");
+        cc.addDirectoryArg(asan_ch.getOutputDir());
+        for (lib_sources) |s| cc.addFileArg(b.path(s));
+        for (bin.files) |s| cc.addFileArg(b.path(s));
+        cc.addArg("-o");
+        const out = cc.addOutputFileArg(bin.name);
+        cc.addArgs(bin.libs);
+        cc.addArgs(&.{ "-lpthread", "-ldl" });
+        const run = std.Build.Step.Run.create(b, b.fmt("run asan {s}", .{bin.name}));
+        run.addFileArg(out);
+        run.addArgs(bin.args);
+        run.setEnvironmentVariable("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1");
+        run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+        asan_step.dependOn(&run.step);
+    }
+}

@@ -1,0 +1,47 @@
+/* core/debug.h — assertion tiers, the fatal handler and error reporting, for use inside libouro.
+ *
+ * Tiers follow -Ddebug-level (OURO_DEBUG_LEVEL in ouro/config.h):
+ *   OURO_API_CHECK  level >= 1: misuse of the public API that is not cheap to detect;
+ *   OURO_ASSERT     level >= 2: internal invariants;
+ *   OURO_EXPENSIVE  level >= 3: heap walks.
+ * A disabled assertion still compiles its expression (and so keeps it type-checked), never runs it. */
+#ifndef OURO_CORE_DEBUG_H
+#define OURO_CORE_DEBUG_H
+#ifndef OURO_BUILD_CORE
+#error "core/debug.h is internal to libouro"
+#endif
+
+#include "ouro.h"
+#include <stdbool.h>
+
+#define OURO_INTERNAL __attribute__((visibility("hidden")))
+#define OURO_NOINLINE __attribute__((noinline))
+#define OURO_COLD __attribute__((cold, noinline))
+#define OURO_LIKELY(x) __builtin_expect(!!(x), 1)
+#define OURO_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Reports corruption or a broken invariant and aborts: prints one line (formatted on the stack, no
+ * allocation), calls the user's fatal handler, then abort(). */
+OURO_INTERNAL _Noreturn void _ouro_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
+
+/* Sets the calling thread's error (see ouro/error.h). Never allocates. */
+OURO_INTERNAL void _ouro_err_set(ouro_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3), cold));
+
+/* Prints one warning line to stderr without allocating (for reported-and-ignored misuse). */
+OURO_INTERNAL void _ouro_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
+
+#define OURO_CHECK_AT_(level, expr)                                                                \
+    do {                                                                                          \
+        if (OURO_DEBUG_LEVEL >= (level)) {                                                        \
+            if (OURO_UNLIKELY(!(expr)))                                                           \
+                _ouro_fatal("assertion failed: %s (%s:%d)", #expr, __FILE__, __LINE__);           \
+        } else {                                                                                  \
+            (void)sizeof(!(expr));                                                                \
+        }                                                                                         \
+    } while (0)
+
+#define OURO_API_CHECK(expr) OURO_CHECK_AT_(1, expr)
+#define OURO_ASSERT(expr) OURO_CHECK_AT_(2, expr)
+#define OURO_EXPENSIVE(expr) OURO_CHECK_AT_(3, expr)
+
+#endif /* OURO_CORE_DEBUG_H */
