@@ -121,7 +121,7 @@ pub fn build(b: *std.Build) void {
     const sanitize = b.option(Sanitize, "sanitize", "Sanitizer for every module: none (default) or thread") orelse .none;
     const debug_level = b.option(u8, "debug-level", "0..3: checks compiled in (default 2 in Debug, 0 otherwise)") orelse
         @as(u8, if (optimize == .Debug) 2 else 0);
-    const hardened = b.option(bool, "hardened", "Encoded free lists and double-free detection (default true)") orelse true;
+    const hardened = b.option(bool, "hardened", "Encoded free lists and double-free detection (default false: see docs/alloc.md for its measured cost)") orelse false;
     const torture = b.option(bool, "torture", "Shrunken pools, arenas and caches to give bugs a chance (default false)") orelse false;
     const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default 20)") orelse "20";
     if (debug_level > 3) @panic("-Ddebug-level must be 0..3");
@@ -152,8 +152,8 @@ pub fn build(b: *std.Build) void {
     , .{ b.install_prefix, version.major, version.minor, version.patch }));
     b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
 
-    // ---- stress: optimised with assertions, whatever the default mode ---------------------------
-    const stress_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = @max(debug_level, 1), .hardened = hardened, .torture = torture, .sanitize = sanitize };
+    // ---- stress: optimised with assertions and hardening, whatever the default mode -------------
+    const stress_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = sanitize };
     const stress_ch = configHeader(ctx, stress_cfg);
     const stress_exe = addExe(ctx, stress_cfg, stress_ch, addLib(ctx, stress_cfg, stress_ch, .static), "ouro-stress", &stress_sources);
     b.installArtifact(stress_exe);
@@ -189,7 +189,7 @@ pub fn build(b: *std.Build) void {
 
     // ---- asan: the same sources through Debian's clang with ASan + UBSan --------------------------
     const asan_step = b.step("asan", "Build the tests with Debian's clang -fsanitize=address,undefined and run them");
-    const asan_cfg: Config = .{ .optimize = .Debug, .debug_level = @max(debug_level, 1), .hardened = hardened, .torture = torture, .sanitize = .none };
+    const asan_cfg: Config = .{ .optimize = .Debug, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = .none };
     const asan_ch = configHeader(ctx, asan_cfg);
     const asan_bins = [_]struct { name: []const u8, files: []const []const u8, libs: []const []const u8, args: []const []const u8 }{
         .{ .name = "test_alloc", .files = &.{"tests/test_alloc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },

@@ -63,6 +63,14 @@ void *ouro_alloc(size_t size) {
     return alloc_generic(h, size);
 }
 
+void *_ouro_alloc_kind(unsigned kind, size_t size) {
+    OURO_API_CHECK(kind < OURO_NKINDS && size <= OURO_MEDIUM_MAX - OURO_PAD);
+    ouro_heap_t *h = _ouro_tls_heap;
+    unsigned cls = ouro_size_class((size ? size : 1) + OURO_PAD);
+    ouro_block_t *b = ouro_pool_pop(h->cur[kind][cls]);
+    return b ? b : _ouro_heap_alloc_slow(h, kind, cls);
+}
+
 void *ouro_calloc(size_t n, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
@@ -77,6 +85,13 @@ void *ouro_calloc(size_t n, size_t size) {
 
 /* ---- free ----------------------------------------------------------------------------------------------- */
 
+/* A local free whose link word looks like a free block's (hardened builds): confirm, then free. */
+static OURO_NOINLINE void free_local_suspect(ouro_heap_t *h, ouro_pool_t *pool, ouro_block_t *b) {
+    _ouro_block_check_double_free(pool, b, true); /* does not return on a double free */
+    uint32_t used = ouro_pool_push_local(pool, b);
+    if (pool->flags != 0 && (pool->flags == OURO_PF_FULL || used == 0)) _ouro_heap_free_local_slow(h, pool);
+}
+
 /* A block whose pool this thread does not own: remote, abandoned, or large. */
 static OURO_NOINLINE void free_generic(ouro_pool_t *pool, void *p) {
     if (OURO_DEBUG_LEVEL == 0 && !(pool = alloc_validate(p, "ouro_free"))) return;
@@ -90,6 +105,10 @@ void ouro_free(void *p) {
     if (OURO_DEBUG_LEVEL >= 1 && !(pool = alloc_validate(p, "ouro_free"))) return;
     ouro_heap_t *h = _ouro_tls_heap;
     if (OURO_LIKELY(ouro_load_relaxed(&pool->heap) == h)) {
+        if (ouro_block_suspect(pool, p)) {
+            free_local_suspect(h, pool, p);
+            return;
+        }
         uint32_t used = ouro_pool_push_local(pool, p);
         /* Only a listed pool needs care: a full one gained a free block, a partial one may be empty. */
         if (OURO_UNLIKELY(pool->flags != 0) && (pool->flags == OURO_PF_FULL || used == 0))

@@ -201,8 +201,7 @@ void _ouro_pool_unclaim(ouro_pool_t *pool) {
 }
 
 void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
-    if (OURO_HARDENED && OURO_UNLIKELY(ouro_link_ok(b, ouro_block_decode(pool, b->next))))
-        _ouro_block_check_double_free(pool, b, false);
+    if (ouro_block_suspect(pool, b)) _ouro_block_check_double_free(pool, b, false);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
     uintptr_t old = ouro_load_relaxed(&pool->xfree);
     do {
@@ -476,9 +475,12 @@ void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b) {
     uintptr_t *canary = (uintptr_t *)((char *)b + bs - OURO_PAD);
     /* Carving poisons never-used blocks: they have no canary yet (their bytes are zero or poison). */
     bool carving = (uintptr_t)b >= (uintptr_t)ouro_pool_blocks(pool) + (size_t)pool->carved * bs;
+    uintptr_t poison;
+    memset(&poison, OURO_POISON, sizeof poison);
     if (!carving && *canary != (OURO_CANARY ^ (uintptr_t)b))
-        _ouro_fatal("buffer overflow: canary of block %p (class %u, size %u) overwritten", (void *)b,
-                    pool->cls, pool->block_size);
+        _ouro_fatal("%s: block %p (class %u, size %u)",
+                    *canary == poison ? "double free (the block is poisoned already)" : "buffer overflow: canary overwritten",
+                    (void *)b, pool->cls, pool->block_size);
     if (bs > keep) memset((char *)b + keep, OURO_POISON, bs - keep);
 }
 

@@ -249,6 +249,11 @@ OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
 typedef void (*ouro_defer_fn)(void (*callback)(void *), void *arg);
 OURO_INTERNAL void _ouro_alloc_set_defer_hook(ouro_defer_fn fn);
 
+/* ---- alloc.c ---------------------------------------------------------------------------------------- */
+/* A block from a pool of the given kind (core/ and gc/ allocate objects here); freed with ouro_free.
+ * size <= OURO_MEDIUM_MAX - OURO_PAD. */
+OURO_INTERNAL void *_ouro_alloc_kind(unsigned kind, size_t size);
+
 /* ---- heap.c ---------------------------------------------------------------------------------------- */
 /* The slow path of allocation from class cls of the given kind: refills the current pool. */
 OURO_INTERNAL void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls);
@@ -295,12 +300,14 @@ static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
     return b;
 }
 
-/* Puts b back on the pool's local free list (owner only); the caller handles list transitions. */
+/* Hardened builds: true when b's link word decodes into its pool, so b may be free already. */
+static inline bool ouro_block_suspect(const ouro_pool_t *pool, const ouro_block_t *b) {
+    return OURO_HARDENED && OURO_UNLIKELY(ouro_link_ok(b, ouro_block_decode(pool, b->next)));
+}
+
+/* Puts b back on the pool's local free list (owner only; the caller checked ouro_block_suspect and
+ * handles list transitions). Returns the pool's new used count. */
 static inline uint32_t ouro_pool_push_local(ouro_pool_t *pool, ouro_block_t *b) {
-    if (OURO_HARDENED) {
-        uintptr_t w = ouro_block_decode(pool, b->next);
-        if (OURO_UNLIKELY(ouro_link_ok(b, w))) _ouro_block_check_double_free(pool, b, true);
-    }
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
     b->next = ouro_block_encode(pool, (uintptr_t)pool->free);
     pool->free = b;

@@ -1,0 +1,396 @@
+/* tests/test_alloc.c — the allocator on one thread: sizes, alignment, realloc/calloc, errors, stats,
+ * memory returned to the OS, fault injection, corruption detection, object pools (white box). */
+#include "testutil.h"
+
+#define OURO_BUILD_CORE 1 /* white-box tests of object pools and the grace-period hook */
+#include "alloc/internal.h"
+
+/* Allocates size bytes, checks alignment and usable size, fills the usable size, frees. */
+static void check_size(size_t size) {
+    unsigned char *p = ouro_alloc(size);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    size_t usable = ouro_usable_size(p);
+    assert_true(usable >= size);
+    if (size + OURO_PAD <= 512) assert_true(usable < size + 16); /* 16-byte classes */
+    memset(p, 0xab, usable);
+    ouro_free(p);
+}
+
+static void test_size_boundaries(void **state) {
+    const size_t sizes[] = {0,    1,    8,    15,   16,   17,   31,   32,   33,   127,   128,    129,
+                            496,  511,  512,  513,  640,  641,  1024, 1025, 4095,  4096,   4097,  16384,
+                            65536, (1u << 20) - 1, 1u << 20, (1u << 20) + 1, 3u << 20, 64u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_size(sizes[i]);
+    assert_int_equal(ouro_alloc_check(), 0);
+}
+
+static void test_size_zero_unique(void **state) {
+    void *a = ouro_alloc(0), *b = ouro_alloc(0);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(a, b);
+    assert_true(ouro_usable_size(a) >= 1);
+    ouro_free(a);
+    ouro_free(b);
+}
+
+/* Every small request maps to the smallest 16-byte class that holds it (plus the debug canary). */
+static void test_class_sizes(void **state) {
+    ouro_alloc_stats_t st;
+    ouro_alloc_stats(&st);
+    assert_int_equal(st.nclasses, 44);
+    for (size_t c = 0; c < 32; c++) assert_int_equal(st.classes[c].block_size, 16 * (c + 1));
+    assert_int_equal(st.classes[43].block_size, 4096);
+    for (size_t size = 1; size <= 4096 - OURO_PAD; size++) {
+        void *p = ouro_alloc(size);
+        size_t want = size + OURO_PAD <= 512 ? ((size + OURO_PAD + 15) & ~(size_t)15) : 0;
+        if (want) assert_int_equal(ouro_usable_size(p), want - OURO_PAD);
+        else assert_true(ouro_usable_size(p) >= size && ouro_usable_size(p) <= size * 5 / 4 + 128);
+        ouro_free(p);
+    }
+}
+
+static void test_realloc_sizes(void **state) {
+    const size_t steps[] = {1, 16, 17, 100, 512, 513, 3000, 5000, 70000, 2u << 20, 5000, 300, 20, 1};
+    unsigned char *p = ouro_realloc(NULL, 1);
+    assert_non_null(p);
+    p[0] = 0x5a;
+    size_t have = 1;
+    for (size_t i = 1; i < sizeof steps / sizeof *steps; i++) {
+        unsigned char *q = ouro_realloc(p, steps[i]);
+        assert_non_null(q);
+        size_t keep = have < steps[i] ? have : steps[i];
+        for (size_t k = 0; k < keep; k++) assert_int_equal(q[k], (unsigned char)(k * 7 + 0x5a));
+        for (size_t k = 0; k < steps[i]; k++) q[k] = (unsigned char)(k * 7 + 0x5a);
+        have = steps[i];
+        p = q;
+    }
+    void *z = ouro_realloc(p, 0); /* a minimal block, never NULL on success */
+    assert_non_null(z);
+    ouro_free(z);
+    /* Growing within the block's usable size keeps the pointer. */
+    void *a = ouro_alloc(40);
+    assert_ptr_equal(ouro_realloc(a, ouro_usable_size(a)), a);
+    ouro_free(a);
+}
+
+static void test_calloc_zero(void **state) {
+    for (size_t n = 1; n < 5000; n = n * 3 + 1) {
+        unsigned char *d = ouro_alloc(n * 8);
+        memset(d, 0xee, n * 8);
+        ouro_free(d);
+        unsigned char *z = ouro_calloc(n, 8);
+        assert_non_null(z);
+        for (size_t i = 0; i < n * 8; i++) assert_int_equal(z[i], 0);
+        ouro_free(z);
+    }
+    unsigned char *big = ouro_calloc(1, 8u << 20);
+    assert_non_null(big);
+    assert_int_equal(big[0] | big[4u << 20] | big[(8u << 20) - 1], 0);
+    ouro_free(big);
+    ouro_err_clear();
+    assert_null(ouro_calloc(SIZE_MAX / 2 + 1, 2));
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_OVERFLOW);
+    assert_non_null(strstr(ouro_err_message(), "overflow"));
+    ouro_err_clear();
+    assert_int_equal(ouro_err_occurred(), OURO_OK);
+    assert_string_equal(ouro_err_message(), "");
+}
+
+static void test_bad_pointers(void **state) {
+    long on_stack[4];
+    ouro_free(NULL); /* no-op, no error */
+    ouro_err_clear();
+    ouro_free(&on_stack[0]);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    ouro_err_clear();
+    assert_int_equal(ouro_usable_size(&on_stack[1]), 0);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    ouro_err_clear();
+    assert_null(ouro_realloc(&on_stack[0], 10));
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    char *p = ouro_alloc(100);
+    ouro_err_clear();
+    assert_int_equal(ouro_usable_size(p + 1), 0); /* misaligned */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    char *big = ouro_alloc(100000);
+    ouro_err_clear();
+    ouro_free(big + 4096); /* inside a large block: slow path, always validated */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    if (OURO_DEBUG_LEVEL >= 1) { /* interior pointers into a pool: validated in debug builds */
+        ouro_err_clear();
+        ouro_free(p + 16);
+        assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    }
+    ouro_free(big);
+    ouro_free(p);
+    assert_int_equal(ouro_alloc_stats(NULL), -1);
+    assert_int_equal(ouro_alloc_dump(NULL), -1);
+    assert_int_equal(ouro_alloc_stats_json(NULL), -1);
+    assert_int_equal(ouro_alloc_check(), 0);
+    ouro_err_clear();
+}
+
+/* Stats count exactly what the program holds, per class, and return to baseline. */
+static void test_stats_exact(void **state) {
+    enum { N = 3000 };
+    static void *blocks[N];
+    ouro_alloc_stats_t base = test_stats();
+    size_t per_class[OURO_ALLOC_MAX_CLASSES] = {0};
+    for (size_t i = 0; i < N; i++) {
+        size_t size = 1 + (i * 37) % (4096 - OURO_PAD);
+        blocks[i] = ouro_alloc(size);
+        per_class[ouro_size_class(size + OURO_PAD)]++;
+    }
+    void *large = ouro_alloc(200000), *huge = ouro_alloc(3u << 20);
+    ouro_alloc_stats_t st = test_stats();
+    for (size_t c = 0; c < st.nclasses; c++) {
+        assert_int_equal(st.classes[c].blocks_in_use, base.classes[c].blocks_in_use + per_class[c]);
+        assert_true(st.classes[c].pools >= (per_class[c] ? 1u : 0u));
+    }
+    assert_int_equal(st.large_blocks, base.large_blocks + 2);
+    assert_true(st.large_bytes >= base.large_bytes + 200000 + (3u << 20));
+    for (size_t i = 0; i < N; i += 2) ouro_free(blocks[i]);
+    for (size_t i = 1; i < N; i += 2) ouro_free(blocks[i]);
+    ouro_free(large);
+    ouro_free(huge);
+    st = test_stats();
+    assert_int_equal(test_blocks_in_use(&st), test_blocks_in_use(&base));
+    assert_int_equal(st.large_blocks, base.large_blocks);
+    assert_int_equal(st.large_bytes, base.large_bytes);
+    assert_int_equal(ouro_alloc_check(), 0);
+    /* The dumps run and say something. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(ouro_alloc_dump(f), 0);
+    assert_int_equal(ouro_alloc_stats_json(f), 0);
+    fclose(f);
+    assert_non_null(strstr(buf, "# arenas allocated total"));
+    assert_non_null(strstr(buf, "\"blocks_in_use\""));
+    free(buf);
+}
+
+/* Freeing a large live set gives the memory back to the OS without any call. */
+static void test_memory_returned(void **state) {
+    enum { SIZE = 240, COUNT = (192u << 20) / SIZE };
+    void **v = malloc(COUNT * sizeof *v);
+    memset(v, 0, COUNT * sizeof *v); /* the array's own pages count before the baseline */
+    ouro_alloc_collect();
+    ouro_alloc_stats_t base;
+    ouro_alloc_stats(&base);
+    size_t rss0 = test_rss();
+    for (size_t i = 0; i < COUNT; i++) {
+        v[i] = ouro_alloc(SIZE);
+        memset(v[i], 1, SIZE);
+    }
+    size_t rss1 = test_rss();
+    assert_true(rss1 > rss0 + (150u << 20));
+    for (size_t i = 0; i < COUNT; i++) ouro_free(v[COUNT - 1 - i]);
+    size_t rss2 = test_rss();
+    ouro_alloc_stats_t st;
+    ouro_alloc_stats(&st);
+    /* At most one empty arena stays mapped (purged), plus the heap's current pools. */
+    assert_true(rss2 < rss0 + (4u << 20));
+    assert_true(st.arenas_reclaimed > base.arenas_reclaimed + 100);
+    assert_true(st.bytes_mapped < base.bytes_mapped + (4u << 20));
+    free(v);
+}
+
+/* The nth OS mapping fails: NULL with OURO_ERR_NOMEM, counts stay consistent, then it recovers. */
+static void test_fault_injection(void **state) {
+    enum { MAX = 1 << 17 };
+    static void *v[MAX];
+    ouro_alloc_stats_t base = test_stats();
+    ouro_err_clear();
+    ouro_debug_fail_os_map(1);
+    assert_null(ouro_alloc(8u << 20)); /* a dedicated mapping */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_NOMEM);
+    ouro_alloc_stats_t st = test_stats();
+    assert_int_equal(st.os_map_failures, base.os_map_failures + 1);
+    assert_int_equal(st.bytes_mapped, base.bytes_mapped);
+
+    /* Small blocks: the failure hits when the arenas run out of pools. */
+    ouro_err_clear();
+    ouro_debug_fail_os_map(1);
+    size_t n = 0;
+    while (n < MAX && (v[n] = ouro_alloc(1000)) != NULL) n++;
+    assert_true(n < MAX);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_NOMEM);
+    st = test_stats();
+    assert_int_equal(st.os_map_failures, base.os_map_failures + 2);
+    assert_int_equal(test_blocks_in_use(&st), test_blocks_in_use(&base) + n);
+    assert_int_equal(ouro_alloc_check(), 0);
+    ouro_err_clear();
+    v[n] = ouro_alloc(1000); /* recovered */
+    assert_non_null(v[n]);
+    n++;
+    for (size_t i = 0; i < n; i++) ouro_free(v[i]);
+    st = test_stats();
+    assert_int_equal(test_blocks_in_use(&st), test_blocks_in_use(&base));
+    assert_int_equal(ouro_alloc_check(), 0);
+    /* The third mapping from now fails, not the first. */
+    ouro_debug_fail_os_map(3);
+    void *h1 = ouro_alloc(4u << 20), *h2 = ouro_alloc(4u << 20), *h3 = ouro_alloc(4u << 20);
+    assert_non_null(h1);
+    assert_non_null(h2);
+    assert_null(h3);
+    ouro_free(h1);
+    ouro_free(h2);
+    ouro_err_clear();
+}
+
+/* ---- death tests: corruption is fatal, with a message that names it -------------------------------- */
+
+static void child_double_free(void) {
+    void *p = ouro_alloc(64);
+    void *keep = ouro_alloc(64); /* keeps the pool in use */
+    ouro_free(p);
+    ouro_free(p);
+    ouro_free(keep);
+}
+
+static void child_double_free_remote_list(void) {
+    void *v[8];
+    for (int i = 0; i < 8; i++) v[i] = ouro_alloc(32);
+    ouro_free(v[3]);
+    ouro_free(v[5]);
+    ouro_free(v[3]);
+}
+
+static void test_double_free(void **state) {
+    if (!OURO_HARDENED && OURO_DEBUG_LEVEL < 1) skip();
+    test_expect_abort(child_double_free, "double free");
+    test_expect_abort(child_double_free_remote_list, "double free");
+}
+
+static void child_overflow(void) {
+    unsigned char *p = ouro_alloc(40);
+    memset(p, 'x', ouro_usable_size(p) + 1); /* one byte into the canary */
+    ouro_free(p);
+}
+
+static void child_write_after_free(void) {
+    unsigned char *p = ouro_alloc(200), *keep = ouro_alloc(200);
+    ouro_free(p);
+    p[100] = 1;
+    ouro_free(ouro_alloc(200)); /* LIFO: gets p back and checks its poison */
+    ouro_free(keep);
+}
+
+static void child_corrupt_link(void) {
+    uintptr_t *a = ouro_alloc(64), *b = ouro_alloc(64);
+    ouro_free(a);
+    ouro_free(b);
+    b[0] ^= 0x40000; /* b is the list head: its link now leaves the pool */
+    ouro_alloc(64);
+    ouro_alloc(64);
+}
+
+static void test_corruption(void **state) {
+    if (OURO_DEBUG_LEVEL >= 1) {
+        test_expect_abort(child_overflow, "buffer overflow");
+        test_expect_abort(child_write_after_free, "write after free");
+    }
+    if (OURO_HARDENED) test_expect_abort(child_corrupt_link, "corrupted free list");
+    if (OURO_DEBUG_LEVEL < 1 && !OURO_HARDENED) skip();
+}
+
+/* The fatal handler sees the message before the abort. */
+static void fatal_to_stderr(const char *msg, void *arg) { fprintf(stderr, "HANDLER[%s]:%s\n", (const char *)arg, msg); }
+static void child_fatal_handler(void) {
+    ouro_set_fatal_handler(fatal_to_stderr, "tag");
+    child_double_free();
+}
+static void test_fatal_handler(void **state) {
+    if (!OURO_HARDENED && OURO_DEBUG_LEVEL < 1) skip();
+    test_expect_abort(child_fatal_handler, "HANDLER[tag]:double free");
+}
+
+/* ---- object pools (white box) ------------------------------------------------------------------------ */
+
+/* Object pools keep the words after the link (refcount, lock, GC bits, type) across free and reuse. */
+static void test_object_pool_keeps_header_words(void **state) {
+    uintptr_t *o = _ouro_alloc_kind(OURO_KIND_OBJECT, 64), *keep = _ouro_alloc_kind(OURO_KIND_OBJECT, 64);
+    assert_non_null(o);
+    o[0] = 0x1111;
+    o[1] = 0x2222;
+    o[2] = 0;
+    o[3] = (uintptr_t)&test_object_pool_keeps_header_words;
+    ouro_free(o);
+    assert_int_equal(o[1], 0x2222); /* freed: words 1..3 untouched (a reader's try-incref sees 0) */
+    assert_int_equal(o[2], 0);
+    assert_int_equal(o[3], (uintptr_t)&test_object_pool_keeps_header_words);
+    uintptr_t *again = _ouro_alloc_kind(OURO_KIND_OBJECT, 64);
+    assert_ptr_equal(again, o);
+    assert_int_equal(again[1], 0x2222);
+    /* Plain and object pools are separate pools. */
+    void *plain = ouro_alloc(64);
+    assert_ptr_not_equal(ouro_pool_of(plain), ouro_pool_of(again));
+    assert_int_equal(ouro_pool_of(again)->kind, OURO_KIND_OBJECT);
+    ouro_free(plain);
+    ouro_free(again);
+    ouro_free(keep);
+}
+
+static struct {
+    void (*cb[64])(void *);
+    void *arg[64];
+    int n;
+} deferred;
+
+static void record_defer(void (*cb)(void *), void *arg) {
+    deferred.cb[deferred.n] = cb;
+    deferred.arg[deferred.n] = arg;
+    deferred.n++;
+}
+
+/* An emptied object pool waits for the grace-period hook before it can be reused or unmapped. */
+static void test_object_pool_grace_period(void **state) {
+    enum { N = 2000 };
+    static void *v[N];
+    _ouro_alloc_set_defer_hook(record_defer);
+    ouro_alloc_stats_t base = test_stats();
+    for (int i = 0; i < N; i++) v[i] = _ouro_alloc_kind(OURO_KIND_GC, 200); /* several pools */
+    ouro_pool_t *first = ouro_pool_of(v[0]);
+    for (int i = 0; i < N; i++) ouro_free(v[i]); /* every pool but the current one empties */
+    ouro_alloc_stats_t st = test_stats();
+    assert_true(deferred.n >= 1);
+    assert_int_equal(st.pools_deferred, base.pools_deferred + (size_t)deferred.n);
+    bool first_deferred = false;
+    for (int i = 0; i < deferred.n; i++) first_deferred |= deferred.arg[i] == first;
+    assert_true(first_deferred);
+    /* Until the callback runs, a new pool never reuses a deferred one. */
+    void *plain[64];
+    for (int i = 0; i < 64; i++) {
+        plain[i] = ouro_alloc(4000);
+        for (int k = 0; k < deferred.n; k++) assert_ptr_not_equal(ouro_pool_of(plain[i]), deferred.arg[k]);
+    }
+    for (int i = 0; i < 64; i++) ouro_free(plain[i]);
+    for (int i = 0; i < deferred.n; i++) deferred.cb[i](deferred.arg[i]);
+    st = test_stats();
+    assert_int_equal(st.pools_deferred, base.pools_deferred);
+    deferred.n = 0;
+    _ouro_alloc_set_defer_hook(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_size_boundaries),
+        cmocka_unit_test(test_size_zero_unique),
+        cmocka_unit_test(test_class_sizes),
+        cmocka_unit_test(test_realloc_sizes),
+        cmocka_unit_test(test_calloc_zero),
+        cmocka_unit_test(test_bad_pointers),
+        cmocka_unit_test(test_stats_exact),
+        cmocka_unit_test(test_memory_returned),
+        cmocka_unit_test(test_fault_injection),
+        cmocka_unit_test(test_double_free),
+        cmocka_unit_test(test_corruption),
+        cmocka_unit_test(test_fatal_handler),
+        cmocka_unit_test(test_object_pool_keeps_header_words),
+        cmocka_unit_test(test_object_pool_grace_period),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
