@@ -23,7 +23,7 @@ static struct {
     uint32_t nkept;
     ouro_pool_t *abandoned_avail[OURO_NKINDS][OURO_NCLASSES]; /* abandoned, with free blocks */
     ouro_pool_t *abandoned_full[OURO_NKINDS][OURO_NCLASSES];  /* abandoned, without */
-    size_t nabandoned;
+    _Atomic size_t nabandoned;       /* written under the lock, peeked at without it */
     ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
 } arena_state;
 
@@ -334,13 +334,13 @@ void _ouro_arena_abandon_locked(ouro_pool_t *pool) {
     pool->flags = avail ? OURO_PF_PARTIAL : OURO_PF_FULL;
     ouro_pool_t **head = abandoned_list(pool, avail);
     LIST_PUSH(*head, pool);
-    arena_state.nabandoned++;
+    ouro_fetch_add_relaxed(&arena_state.nabandoned, 1);
 }
 
 static void abandoned_unlink(ouro_pool_t *pool) {
     ouro_pool_t **head = abandoned_list(pool, pool->flags == OURO_PF_PARTIAL);
     LIST_UNLINK(*head, pool);
-    arena_state.nabandoned--;
+    ouro_fetch_sub_relaxed(&arena_state.nabandoned, 1);
 }
 
 void _ouro_arena_collect_abandoned_locked(void) {
@@ -365,7 +365,7 @@ void _ouro_arena_collect_abandoned_locked(void) {
 }
 
 ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls) {
-    if (!arena_state.nabandoned) return NULL; /* racy peek; the lock below decides */
+    if (!ouro_load_relaxed(&arena_state.nabandoned)) return NULL; /* a peek; the lock below decides */
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_arena_collect_abandoned_locked();
     ouro_pool_t *pool = arena_state.abandoned_avail[kind][cls];
@@ -381,7 +381,7 @@ ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls) {
     return pool;
 }
 
-size_t _ouro_arena_abandoned_count_locked(void) { return arena_state.nabandoned; }
+size_t _ouro_arena_abandoned_count_locked(void) { return ouro_load_relaxed(&arena_state.nabandoned); }
 
 size_t _ouro_arena_trim_locked(void) {
     size_t bytes = 0;

@@ -146,6 +146,8 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
     pool->inbox_next = NULL;
 }
 
+static void block_poison(const ouro_pool_t *pool, ouro_block_t *b);
+
 /* Threads up to 4 KiB of never-used blocks onto the empty local free list (lazy carving keeps a new
  * pool's untouched pages out of RSS). */
 static void pool_carve(ouro_pool_t *pool) {
@@ -157,7 +159,7 @@ static void pool_carve(ouro_pool_t *pool) {
     for (uint32_t i = 0; i < n; i++) {
         ouro_block_t *b = (ouro_block_t *)(first + (size_t)i * bs);
         b->next = ouro_block_encode(pool, i + 1 < n ? (uintptr_t)b + bs : 0);
-        if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
+        if (OURO_DEBUG_LEVEL >= 1) block_poison(pool, b);
     }
     pool->free = (ouro_block_t *)first;
     pool->carved = (uint16_t)(pool->carved + n);
@@ -470,18 +472,19 @@ static size_t block_keep(const ouro_pool_t *pool) {
     return pool->kind == OURO_KIND_PLAIN ? sizeof(uintptr_t) : OURO_OBJECT_KEEP;
 }
 
-void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b) {
+static void block_poison(const ouro_pool_t *pool, ouro_block_t *b) {
     size_t bs = pool->block_size, keep = block_keep(pool);
-    uintptr_t *canary = (uintptr_t *)((char *)b + bs - OURO_PAD);
-    /* Carving poisons never-used blocks: they have no canary yet (their bytes are zero or poison). */
-    bool carving = (uintptr_t)b >= (uintptr_t)ouro_pool_blocks(pool) + (size_t)pool->carved * bs;
-    uintptr_t poison;
+    if (bs > keep) memset((char *)b + keep, OURO_POISON, bs - keep);
+}
+
+void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b) {
+    uintptr_t *canary = (uintptr_t *)((char *)b + pool->block_size - OURO_PAD), poison;
     memset(&poison, OURO_POISON, sizeof poison);
-    if (!carving && *canary != (OURO_CANARY ^ (uintptr_t)b))
+    if (*canary != (OURO_CANARY ^ (uintptr_t)b))
         _ouro_fatal("%s: block %p (class %u, size %u)",
                     *canary == poison ? "double free (the block is poisoned already)" : "buffer overflow: canary overwritten",
                     (void *)b, pool->cls, pool->block_size);
-    if (bs > keep) memset((char *)b + keep, OURO_POISON, bs - keep);
+    block_poison(pool, b);
 }
 
 void _ouro_block_debug_on_alloc(ouro_pool_t *pool, ouro_block_t *b) {

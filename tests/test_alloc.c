@@ -191,8 +191,9 @@ static void test_memory_returned(void **state) {
     size_t rss2 = test_rss();
     ouro_alloc_stats_t st;
     ouro_alloc_stats(&st);
-    /* At most one empty arena stays mapped (purged), plus the heap's current pools. */
-    assert_true(rss2 < rss0 + (4u << 20));
+    /* At most one empty arena stays mapped (purged), plus the heap's current pools. (TSan keeps the
+     * shadow of unmapped memory resident, so RSS says nothing there; the mapped bytes still do.) */
+    if (!OURO_TSAN) assert_true(rss2 < rss0 + (4u << 20));
     assert_true(st.arenas_reclaimed > base.arenas_reclaimed + 100);
     assert_true(st.bytes_mapped < base.bytes_mapped + (4u << 20));
     free(v);
