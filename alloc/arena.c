@@ -121,7 +121,7 @@ static ouro_arena_t *arena_new(void) {
     a->hdr.type = OURO_PT_ARENA;
     a->hdr.magic = OURO_POOL_MAGIC;
     atomic_init(&a->hdr.heap, &_ouro_heap_none);
-    atomic_init(&a->hdr.queued, 1);
+    atomic_init(&a->hdr.xfree, OURO_XFREE_CLAIMED);
     a->magic = OURO_ARENA_MAGIC;
     a->nfree = POOLS - 1;
     a->free_map = ALL_POOLS_MAP;
@@ -205,12 +205,12 @@ static void arena_deferred_done(void *arg) {
     pthread_mutex_unlock(&_ouro_arena_lock);
 }
 
-/* Gives an emptied pool back; the caller holds its claim (queued == 1), which stays set while the
+/* Gives an emptied pool back; the caller holds its claim, which stays set while the
  * pool is not a block pool, so no remote free can notify about it. */
 void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
     ouro_arena_t *a = ouro_arena_of(pool);
     uint32_t i = arena_pool_index(pool);
-    OURO_ASSERT(ouro_load_relaxed(&pool->used) == 0 && ouro_load_relaxed(&pool->xfree) == 0);
+    OURO_ASSERT(ouro_load_relaxed(&pool->used) == 0 && ouro_load_relaxed(&pool->xfree) == OURO_XFREE_CLAIMED);
     OURO_ASSERT(ouro_load_relaxed(&a->pool_state[i]) == OURO_PT_BLOCKS);
     ouro_store_relaxed(&pool->heap, &_ouro_heap_none);
     if (pool->kind != OURO_KIND_PLAIN && defer_hook) {
@@ -257,11 +257,11 @@ void *_ouro_large_alloc(size_t size) {
         }
         pthread_mutex_unlock(&_ouro_arena_lock);
         if (!hdr) return NULL;
-        memset(hdr, 0, sizeof *hdr);
+        /* No memset: a stale remote free (a double free) may still touch xfree; it stays claimed. */
         hdr->type = OURO_PT_RUN;
         hdr->magic = OURO_POOL_MAGIC;
-        atomic_init(&hdr->heap, &_ouro_heap_none);
-        atomic_init(&hdr->queued, 1);
+        ouro_store_relaxed(&hdr->heap, &_ouro_heap_none);
+        ouro_store_relaxed(&hdr->xfree, OURO_XFREE_CLAIMED);
         hdr->run_pools = count;
         hdr->run_usable = (size_t)count * OURO_POOL_SIZE - OURO_POOL_HDR;
         large_account(hdr->run_usable, 1);
@@ -277,7 +277,7 @@ void *_ouro_large_alloc(size_t size) {
     a->hdr.type = OURO_PT_HUGE;
     a->hdr.magic = OURO_POOL_MAGIC;
     atomic_init(&a->hdr.heap, &_ouro_heap_none);
-    atomic_init(&a->hdr.queued, 1);
+    atomic_init(&a->hdr.xfree, OURO_XFREE_CLAIMED);
     a->magic = OURO_ARENA_MAGIC;
     a->map_size = map;
     a->huge_usable = map - OURO_ARENA_HDR;
@@ -348,12 +348,10 @@ void _ouro_arena_collect_abandoned_locked(void) {
     ouro_pool_t *pool = ouro_xchg_acq_rel(&_ouro_heap_abandoned.inbox, NULL);
     while (pool) {
         ouro_pool_t *next = pool->inbox_next; /* read before the claim is released */
-        ouro_xchg_seq_cst(&pool->queued, 0); /* release the claim first: pairs with pool_notify() */
-        _ouro_pool_collect(pool);
+        _ouro_pool_take_inbox_claim(pool);
         if (ouro_load_relaxed(&pool->used) == 0) {
             if (_ouro_pool_try_claim(pool)) {
                 abandoned_unlink(pool);
-                _ouro_pool_collect(pool); /* nothing can arrive: every block is free */
                 _ouro_arena_release_pool_locked(pool);
             }
         } else if (pool->flags == OURO_PF_FULL && pool_has_free(pool)) {

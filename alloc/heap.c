@@ -1,15 +1,14 @@
 /* alloc/heap.c — per-thread heaps: the pool life cycle, remote frees and their collection, thread
  * attach on first use and abandonment at thread exit.
  *
- * The remote-free protocol (docs/alloc.md has the diagram):
- *   free_remote:  push the block on pool->xfree (CAS); if the list was empty, pool_notify.
- *   pool_notify:  exchange queued 0 -> 1 (the claim); the winner reads pool->heap and pushes the pool
- *                 on that heap's inbox. A pool is on at most one inbox because only a claim winner
- *                 pushes it and only the inbox's consumer releases the claim.
- *   owner:        takes its inbox whole, and for each pool releases the claim, then takes xfree
- *                 whole (_ouro_pool_collect) and settles the pool (full -> partial, empty -> arena).
- * Every step orders the claim against xfree so that no block is stranded: see the comments at the
- * seq_cst operations. */
+ * The remote-free protocol (docs/alloc.md has the diagram and the argument), all on one word:
+ *   free_remote:  push the block on pool->xfree with one CAS that also sets the claim bit; the push
+ *                 that found the bit clear owns the claim and puts the pool on its owner's inbox.
+ *   owner:        takes its inbox whole; for each pool, one exchange takes the list and clears the bit
+ *                 (_ouro_pool_take_inbox_claim), then it settles the pool (full -> partial, empty ->
+ *                 arena). A push after that exchange finds the bit clear and notifies again.
+ * A pool is on at most one inbox (only the claim winner pushes it, only the consumer clears the bit),
+ * and no pool is released while its bit is set, so a notifier never touches a released pool. */
 #include "alloc/internal.h"
 
 #include <sys/random.h>
@@ -17,7 +16,7 @@
 #include <sys/mman.h>
 
 ouro_heap_t _ouro_heap_none;
-ouro_pool_t _ouro_pool_empty = {.heap = &_ouro_heap_none, .queued = 1};
+ouro_pool_t _ouro_pool_empty = {.heap = &_ouro_heap_none, .xfree = OURO_XFREE_CLAIMED};
 /* Statically complete, so an allocation made before any constructor runs finds its sentinels. */
 ouro_heap_t _ouro_heap_empty = {.cur = {[0 ... OURO_NKINDS - 1] = {[0 ... OURO_NCLASSES - 1] = &_ouro_pool_empty}}};
 ouro_heap_t _ouro_heap_abandoned;
@@ -142,7 +141,6 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
     pool->key1 = (h->key1 + (mix >> 17)) | 1;
     pool->next = pool->prev = NULL;
     ouro_store_relaxed(&pool->xfree, 0);
-    ouro_store_relaxed(&pool->queued, 0);
     pool->inbox_next = NULL;
 }
 
@@ -170,25 +168,23 @@ static bool pool_has_free(const ouro_pool_t *pool) {
 }
 
 bool _ouro_pool_try_claim(ouro_pool_t *pool) {
-    uint32_t zero = 0;
-    /* pairs with the release of the claim in _ouro_pool_unclaim() / heap_inbox_collect() */
-    return ouro_cas_acq_rel(&pool->queued, &zero, 1);
+    uintptr_t zero = 0;
+    /* pairs with the release CAS of _ouro_pool_unclaim() and the exchange of
+     * _ouro_pool_take_inbox_claim(): the last claim holder's writes (pool->heap) are visible */
+    return ouro_cas_acq_rel(&pool->xfree, &zero, OURO_XFREE_CLAIMED);
 }
 
-/* Pushes pool onto h's inbox (the caller won the pool's claim). */
+/* Pushes pool onto h's inbox (the caller holds the pool's claim). */
 static void heap_inbox_push(ouro_heap_t *h, ouro_pool_t *pool) {
     ouro_pool_t *head = ouro_load_relaxed(&h->inbox);
     do {
         pool->inbox_next = head;
-    } while (!ouro_cas_weak_release(&h->inbox, &head, pool)); /* pairs with the acq_rel exchange in heap_inbox_collect() */
+    } while (!ouro_cas_weak_release(&h->inbox, &head, pool)); /* pairs with the acq_rel exchange in heap_inbox_take() */
 }
 
-/* Tells pool's owner that remote frees are waiting (see the protocol at the top). */
+/* Hands a claimed pool with pending remote frees to its owner: onto the owner's inbox. */
 static void pool_notify(ouro_pool_t *pool) {
-    /* seq_cst: pairs with the seq_cst exchange of queued in _ouro_pool_unclaim(): the claim holder
-     * either sees our block on xfree or we see its released claim (Dekker). */
-    if (ouro_xchg_seq_cst(&pool->queued, 1) != 0) return;
-    /* The owner changes only under the claim we now hold; its last writer released the claim. */
+    /* The owner changes only under the claim we hold; the last changer's release is visible. */
     ouro_heap_t *h = ouro_load_relaxed(&pool->heap);
     heap_inbox_push(h, pool);
     if (h == &_ouro_heap_abandoned && pthread_mutex_trylock(&_ouro_arena_lock) == 0) {
@@ -198,8 +194,10 @@ static void pool_notify(ouro_pool_t *pool) {
 }
 
 void _ouro_pool_unclaim(ouro_pool_t *pool) {
-    ouro_xchg_seq_cst(&pool->queued, 0); /* pairs with the seq_cst exchange in pool_notify() */
-    if (ouro_load_seq_cst(&pool->xfree) != 0) pool_notify(pool);
+    uintptr_t claimed = OURO_XFREE_CLAIMED;
+    /* release: pairs with the acquire of the next claim winner (try_claim or a remote free's CAS) */
+    if (ouro_cas_acq_rel(&pool->xfree, &claimed, 0)) return;
+    pool_notify(pool); /* blocks arrived while we held the claim: the claim goes to the inbox */
 }
 
 void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
@@ -207,17 +205,15 @@ void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
     uintptr_t old = ouro_load_relaxed(&pool->xfree);
     do {
-        b->next = ouro_block_encode(pool, old);
-        /* seq_cst: publishes the block (pairs with the exchange in _ouro_pool_collect()) and takes
-         * part in the Dekker pattern of pool_notify()/_ouro_pool_unclaim(). */
-    } while (!ouro_cas_weak_seq_cst(&pool->xfree, &old, (uintptr_t)b));
-    if (old == 0) pool_notify(pool);
+        b->next = ouro_block_encode(pool, old & ~OURO_XFREE_CLAIMED);
+        /* release: publishes the block's link and poison (pairs with the exchange/CAS that takes
+         * the list); acquire: a claim we win sees the last holder's writes (pool->heap) */
+    } while (!ouro_cas_acq_rel(&pool->xfree, &old, (uintptr_t)b | OURO_XFREE_CLAIMED));
+    if (!(old & OURO_XFREE_CLAIMED)) pool_notify(pool); /* we won the claim */
 }
 
-uint32_t _ouro_pool_collect(ouro_pool_t *pool) {
-    if (ouro_load_relaxed(&pool->xfree) == 0) return 0;
-    /* pairs with the seq_cst CAS in _ouro_pool_free_remote() */
-    uintptr_t list = ouro_xchg_seq_cst(&pool->xfree, 0);
+/* Splices a taken remote-free list onto the pool's local list; returns its length. */
+static uint32_t pool_splice(ouro_pool_t *pool, uintptr_t list) {
     if (!list) return 0;
     uint32_t n = 1;
     ouro_block_t *tail = (ouro_block_t *)list;
@@ -238,6 +234,22 @@ uint32_t _ouro_pool_collect(ouro_pool_t *pool) {
                     (void *)pool, pool->cls, n, used);
     ouro_store_relaxed(&pool->used, used - n);
     return n;
+}
+
+uint32_t _ouro_pool_collect(ouro_pool_t *pool) {
+    uintptr_t old = ouro_load_relaxed(&pool->xfree);
+    if ((old & ~OURO_XFREE_CLAIMED) == 0) return 0;
+    /* Take the list, keep the claim bit. acquire: pairs with the CAS in _ouro_pool_free_remote(). */
+    while (!ouro_cas_acq_rel(&pool->xfree, &old, old & OURO_XFREE_CLAIMED)) {
+    }
+    return pool_splice(pool, old & ~OURO_XFREE_CLAIMED);
+}
+
+uint32_t _ouro_pool_take_inbox_claim(ouro_pool_t *pool) {
+    /* acquire: pairs with the CAS in _ouro_pool_free_remote(); release: a later claim winner reads
+     * this consumer's writes to the pool */
+    uintptr_t old = ouro_xchg_acq_rel(&pool->xfree, 0);
+    return pool_splice(pool, old & ~OURO_XFREE_CLAIMED);
 }
 
 /* ---- the owner's lists ------------------------------------------------------------------------------ */
@@ -275,7 +287,6 @@ static void heap_settle(ouro_heap_t *h, ouro_pool_t *pool) {
     if (ouro_load_relaxed(&pool->used) == 0) {
         /* A pool on our inbox is claimed by its notifier: it is settled when the inbox is taken. */
         if (!_ouro_pool_try_claim(pool)) return;
-        _ouro_pool_collect(pool); /* every block is free: nothing more can arrive */
         heap_unlink(h, pool);
         _ouro_arena_release_pool(pool);
     } else if (pool->flags == OURO_PF_FULL && pool_has_free(pool)) {
@@ -286,18 +297,18 @@ static void heap_settle(ouro_heap_t *h, ouro_pool_t *pool) {
 
 void _ouro_heap_free_local_slow(ouro_heap_t *h, ouro_pool_t *pool) { heap_settle(h, pool); }
 
-/* Takes the inbox whole and collects each pool on it (owner only). */
-static void heap_inbox_collect(ouro_heap_t *h) {
-    if (ouro_load_relaxed(&h->inbox) == NULL) return;
-    ouro_pool_t *pool = ouro_xchg_acq_rel(&h->inbox, NULL); /* pairs with the release CAS in heap_inbox_push() */
-    while (pool) {
-        ouro_pool_t *next = pool->inbox_next; /* before the claim is released: a new notifier rewrites it */
-        /* Release the claim before taking xfree: a free that lands after our exchange below finds
-         * queued == 0 and notifies again. seq_cst: pairs with pool_notify(). */
-        ouro_xchg_seq_cst(&pool->queued, 0);
-        _ouro_pool_collect(pool);
-        heap_settle(h, pool);
-        pool = next;
+/* Takes the inbox whole (owner only). */
+static ouro_pool_t *heap_inbox_take(ouro_heap_t *h) {
+    if (ouro_load_relaxed(&h->inbox) == NULL) return NULL;
+    return ouro_xchg_acq_rel(&h->inbox, NULL); /* pairs with the release CAS in heap_inbox_push() */
+}
+
+/* Collects every pool on the inbox; settles them unless abandoning. */
+static void heap_inbox_collect(ouro_heap_t *h, bool settle) {
+    for (ouro_pool_t *pool = heap_inbox_take(h), *next; pool; pool = next) {
+        next = pool->inbox_next; /* before the claim goes: a new notifier rewrites it */
+        _ouro_pool_take_inbox_claim(pool);
+        if (settle) heap_settle(h, pool);
     }
 }
 
@@ -308,7 +319,7 @@ void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
         h = heap_attach();
         if (!h) return NULL;
     }
-    heap_inbox_collect(h);
+    heap_inbox_collect(h, true);
     ouro_pool_t *pool = h->cur[kind][cls];
     for (;;) {
         if (pool != &_ouro_pool_empty) {
@@ -333,16 +344,6 @@ void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
 
 /* ---- thread exit ---------------------------------------------------------------------------------------- */
 
-/* Releases the claims of every pool on h's inbox without settling them (abandonment is under way). */
-static void heap_inbox_unclaim_all(ouro_heap_t *h) {
-    ouro_pool_t *pool = ouro_xchg_acq_rel(&h->inbox, NULL); /* pairs with heap_inbox_push() */
-    while (pool) {
-        ouro_pool_t *next = pool->inbox_next;
-        ouro_xchg_seq_cst(&pool->queued, 0); /* pairs with pool_notify() */
-        pool = next;
-    }
-}
-
 /* Hands every pool of h to the arena: empty ones are released, the others abandoned (owned by
  * _ouro_heap_abandoned, adoptable by any thread). Runs on the exiting thread. */
 static void heap_abandon(ouro_heap_t *h) {
@@ -364,24 +365,23 @@ static void heap_abandon(ouro_heap_t *h) {
             h->cur[k][c] = &_ouro_pool_empty;
             h->partial[k][c] = h->full[k][c] = NULL;
         }
+    pthread_mutex_lock(&_ouro_arena_lock);
     for (ouro_pool_t *pool = all, *next; pool; pool = next) {
         next = pool->next;
-        /* Win the claim: a notifier holding it is about to push the pool on our inbox. */
-        while (!_ouro_pool_try_claim(pool)) heap_inbox_unclaim_all(h);
+        /* Win the claim; a pool that is claimed is on our inbox (or about to be): collect it. */
+        while (!_ouro_pool_try_claim(pool)) heap_inbox_collect(h, false);
         ouro_store_relaxed(&pool->heap, &_ouro_heap_abandoned); /* under the claim */
-        _ouro_pool_collect(pool);
         pool->next = pool->prev = NULL;
-        pthread_mutex_lock(&_ouro_arena_lock);
         if (ouro_load_relaxed(&pool->used) == 0) {
             _ouro_arena_release_pool_locked(pool); /* keeps the claim: a free pool takes no notices */
-            pthread_mutex_unlock(&_ouro_arena_lock);
         } else {
             _ouro_arena_abandon_locked(pool);
-            pthread_mutex_unlock(&_ouro_arena_lock);
-            _ouro_pool_unclaim(pool);
+            _ouro_pool_unclaim(pool); /* under the lock: nobody can release it before we are done */
         }
     }
-    heap_inbox_unclaim_all(h); /* nothing can be left: every pool now names another owner */
+    _ouro_arena_collect_abandoned_locked(); /* frees that arrived during the hand-over */
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    OURO_ASSERT(ouro_load_relaxed(&h->inbox) == NULL); /* every pool now names another owner */
 }
 
 /* pthread key destructor: the thread is exiting with heap arg. */
@@ -407,7 +407,7 @@ void _ouro_heap_counts(size_t *live, size_t *cached) {
 
 void _ouro_heap_collect(ouro_heap_t *h) {
     if (h == &_ouro_heap_empty) return;
-    heap_inbox_collect(h);
+    heap_inbox_collect(h, true);
     for (unsigned k = 0; k < OURO_NKINDS; k++)
         for (unsigned c = 0; c < OURO_NCLASSES; c++) {
             _ouro_pool_collect(h->cur[k][c]);
@@ -506,8 +506,8 @@ void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool loca
             if (!ouro_link_ok(f, ouro_block_decode(pool, f->next))) break;
             found = f == b;
         }
-        /* pairs with the seq_cst CAS in _ouro_pool_free_remote(): the pushed links are visible */
-        for (uintptr_t f = ouro_load_seq_cst(&pool->xfree); f && !found;
+        /* acquire: pairs with the CAS in _ouro_pool_free_remote(): the pushed links are visible */
+        for (uintptr_t f = ouro_load_acquire(&pool->xfree) & ~OURO_XFREE_CLAIMED; f && !found;
              f = ouro_block_decode(pool, ((ouro_block_t *)f)->next)) {
             if (!ouro_link_ok((void *)f, ouro_block_decode(pool, ((ouro_block_t *)f)->next))) break;
             found = f == (uintptr_t)b;

@@ -83,7 +83,13 @@ struct ouro_block_s {
  * Ownership invariant: `heap` is a live heap (the owner), &_ouro_heap_abandoned (no owner, in the
  * arena's abandoned list) or &_ouro_heap_none (not a block pool). It is never NULL, so a thread
  * without a heap never takes the owner's path. `heap` changes only while the changer holds the
- * pool's claim (queued: 0 -> 1), so whoever wins the claim reads the current owner (pool_notify).
+ * pool's claim, so whoever wins the claim reads the current owner.
+ * Claim invariant: xfree is (list of remote-freed blocks) | OURO_XFREE_CLAIMED. The bit is set by
+ * the remote free that finds it clear (that thread then pushes the pool on its owner's inbox) or by
+ * _ouro_pool_try_claim (xfree 0 -> CLAIMED: adopt, abandon, release); it is cleared only by the
+ * inbox's consumer (taking the list with it) or by _ouro_pool_unclaim. While it is set the pool is
+ * not released, so a remote free never touches a pool after publishing its block unless it holds
+ * the claim. A list is never pending without the bit. Pools that are not block pools keep the bit.
  * List invariant: an owned pool is exactly one of: its heap's current pool for (kind, cls) (flags 0),
  * on the heap's partial list (OURO_PF_PARTIAL, has a free block) or on its full list (OURO_PF_FULL). */
 struct ouro_pool_s {
@@ -102,12 +108,13 @@ struct ouro_pool_s {
     uintptr_t key0, key1;           /* link encoding keys (from the owning heap's keys at init) */
     ouro_pool_t *next, *prev;       /* owner's partial/full list, or the arena's abandoned list */
     /* line 1: shared (remote frees) */
-    _Atomic uintptr_t xfree __attribute__((aligned(64))); /* remote-free list (links encoded) */
-    _Atomic uint32_t queued;        /* claim: 1 while on a heap inbox or being moved/released */
+    _Atomic uintptr_t xfree __attribute__((aligned(64))); /* remote frees | claim bit (see above) */
     uint32_t run_pools;             /* RUN: pools in the run */
     ouro_pool_t *inbox_next;        /* link on a heap inbox (written by the claim winner) */
     size_t run_usable;              /* RUN: usable bytes */
 };
+
+#define OURO_XFREE_CLAIMED ((uintptr_t)1)
 
 #define OURO_PF_PARTIAL 1
 #define OURO_PF_FULL 2
@@ -261,14 +268,18 @@ OURO_INTERNAL void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigne
 OURO_INTERNAL void _ouro_heap_free_local_slow(ouro_heap_t *h, ouro_pool_t *pool);
 /* Pushes b onto pool's remote-free list (any thread). */
 OURO_INTERNAL void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b);
-/* Moves the pool's remote frees onto its local list; returns how many. Claim or owner only. */
+/* Moves the pool's remote frees onto its local list, leaving the claim bit as it is; returns how
+ * many. The owner only (or the arena lock for abandoned pools). */
 OURO_INTERNAL uint32_t _ouro_pool_collect(ouro_pool_t *pool);
 /* Initialises a FREE pool for (kind, cls) owned by h (arena lock held). */
 OURO_INTERNAL void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned cls);
-/* Claims pool (queued 0 -> 1); false when another thread holds the claim. */
+/* Claims pool (xfree 0 -> CLAIMED); false when it is claimed or has pending remote frees. */
 OURO_INTERNAL bool _ouro_pool_try_claim(ouro_pool_t *pool);
-/* Releases the claim and re-checks for remote frees that arrived meanwhile. */
+/* Releases the claim; remote frees that arrived meanwhile hand it on: the pool goes on its owner's
+ * inbox. The caller must not touch the pool afterwards unless it owns it. */
 OURO_INTERNAL void _ouro_pool_unclaim(ouro_pool_t *pool);
+/* The inbox consumer's step: releases the claim and collects the pending list at once. */
+OURO_INTERNAL uint32_t _ouro_pool_take_inbox_claim(ouro_pool_t *pool);
 /* Collects the calling thread's inbox and every pool it owns; releases empty non-current pools. */
 OURO_INTERNAL void _ouro_heap_collect(ouro_heap_t *h);
 /* Checks every pool of h (ouro_alloc_check). */

@@ -15,13 +15,6 @@
 #define ouro_xchg_acq_rel(p, v) atomic_exchange_explicit((p), (v), memory_order_acq_rel)
 #define ouro_fetch_add_relaxed(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 #define ouro_fetch_sub_relaxed(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
-/* Sequentially consistent: only where a store must be ordered before a later load of another
- * variable (a Dekker pattern); each use says which. */
-#define ouro_xchg_seq_cst(p, v) atomic_exchange_explicit((p), (v), memory_order_seq_cst)
-#define ouro_load_seq_cst(p) atomic_load_explicit((p), memory_order_seq_cst)
-#define ouro_cas_weak_seq_cst(p, expected, desired)                                               \
-    atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_seq_cst,        \
-                                          memory_order_relaxed)
 /* CAS: on failure *expected is reloaded with relaxed order. */
 #define ouro_cas_weak_release(p, expected, desired)                                               \
     atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_release,        \
