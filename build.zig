@@ -181,6 +181,12 @@ pub fn build(b: *std.Build) void {
     const bench_exe = addExe(ctx, bench_cfg, bench_ch, addLib(ctx, bench_cfg, bench_ch, .static), "ouro-bench", &bench_sources);
     bench_exe.root_module.linkSystemLibrary("dl", .{});
     b.installArtifact(bench_exe);
+    // The subject `ouro-hardened`: the same driver linked with a hardened library, run as a sibling.
+    const hard_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = true, .torture = false, .sanitize = .none };
+    const hard_ch = configHeader(ctx, hard_cfg);
+    const hard_exe = addExe(ctx, hard_cfg, hard_ch, addLib(ctx, hard_cfg, hard_ch, .static), "ouro-bench-hardened", &bench_sources);
+    hard_exe.root_module.linkSystemLibrary("dl", .{});
+    b.installArtifact(hard_exe);
     const bench_run = b.addRunArtifact(bench_exe);
     bench_run.addArgs(&.{ "--json", b.getInstallPath(.prefix, "bench/results.json") });
     if (b.args) |args| bench_run.addArgs(args);

@@ -4,14 +4,16 @@
  * Everything here runs under _ouro_arena_lock (the slow path of the slow path: a heap comes here once
  * per pool, not per block). Arena policy: a pool is taken from the fullest arena that has one
  * (pymalloc's usable_arenas order), so the emptiest arenas drain; an arena that empties is purged and
- * kept while fewer than OURO_KEEP_EMPTY are kept (hysteresis), otherwise unmapped. */
+ * kept while fewer than OURO_KEEP_EMPTY are kept (hysteresis), otherwise unmapped. Free pools inside
+ * arenas in use stay resident ("dirty") until they add up to OURO_DIRTY_MAX or an eighth of what is
+ * mapped, whichever is larger; then every dirty pool is purged at once (one pass, few syscalls). */
 #include "alloc/internal.h"
 
 #define OURO_KEEP_EMPTY (OURO_TORTURE ? 0u : 1u)
 #define POOLS ((uint32_t)OURO_POOLS_PER_ARENA)
 #define ALL_POOLS_MAP ((POOLS == 64 ? ~(uint64_t)0 : (((uint64_t)1 << POOLS) - 1)) & ~(uint64_t)1)
-/* Runs bigger than this purge their pages when freed (a large block's pages are rarely reused soon). */
-#define OURO_RUN_PURGE_MIN (64 * 1024)
+/* Dirty (free, resident) pool bytes allowed before a purge pass. */
+#define OURO_DIRTY_MAX (OURO_TORTURE ? 2 * OURO_POOL_SIZE : (size_t)8 << 20)
 
 pthread_mutex_t _ouro_arena_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -24,6 +26,7 @@ static struct {
     ouro_pool_t *abandoned_avail[OURO_NKINDS][OURO_NCLASSES]; /* abandoned, with free blocks */
     ouro_pool_t *abandoned_full[OURO_NKINDS][OURO_NCLASSES];  /* abandoned, without */
     _Atomic size_t nabandoned;       /* written under the lock, peeked at without it */
+    size_t ndirty;                   /* free pools not purged, in arenas on buckets or full */
     ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
 } arena_state;
 
@@ -71,7 +74,13 @@ static void arena_unlist(ouro_arena_t *a) {
     }
 }
 
+/* Free pools of a whose pages are still resident. */
+static uint32_t arena_dirty(const ouro_arena_t *a) {
+    return (uint32_t)__builtin_popcountll(a->free_map & ~a->purged_map);
+}
+
 static void arena_unmap(ouro_arena_t *a) {
+    arena_state.ndirty -= arena_dirty(a);
     if (a->all_prev) a->all_prev->all_next = a->all_next; else arena_state.all = a->all_next;
     if (a->all_next) a->all_next->all_prev = a->all_prev;
     _ouro_addrmap_set(a, OURO_ARENA_SIZE, OURO_CHUNK_NONE);
@@ -85,6 +94,7 @@ static size_t arena_purge_free(ouro_arena_t *a) {
     size_t bytes = 0;
     uint64_t m = a->free_map & ~a->purged_map;
     a->purged_map |= m;
+    arena_state.ndirty -= (size_t)__builtin_popcountll(m);
     for (uint32_t i = 1; i < POOLS;) {
         if (!(m >> i & 1)) { i++; continue; }
         uint32_t j = i;
@@ -161,6 +171,7 @@ static ouro_arena_t *arena_with_room(uint32_t count, uint32_t *index) {
 static void arena_take_locked(ouro_arena_t *a, uint32_t i, uint32_t count, uint8_t state) {
     for (uint32_t j = i; j < i + count; j++) {
         OURO_ASSERT(a->free_map >> j & 1);
+        if (!(a->purged_map >> j & 1)) arena_state.ndirty--;
         a->free_map &= ~((uint64_t)1 << j);
         a->purged_map &= ~((uint64_t)1 << j);
         ouro_store_relaxed(&a->pool_state[j], j == i ? state : OURO_PT_RUN_BODY);
@@ -169,14 +180,24 @@ static void arena_take_locked(ouro_arena_t *a, uint32_t i, uint32_t count, uint8
     arena_relist(a);
 }
 
-/* Marks pools [i, i + count) free again and relists a (which may unmap it). */
+/* Purges every dirty pool once they exceed the budget (see the policy at the top). */
+static void arena_purge_if_over_budget(void) {
+    size_t budget = ouro_load_relaxed(&_ouro_counters.bytes_mapped) / 8;
+    if (budget < OURO_DIRTY_MAX) budget = OURO_DIRTY_MAX;
+    if (arena_state.ndirty * OURO_POOL_SIZE <= budget) return;
+    for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) arena_purge_free(a);
+}
+
+/* Marks pools [i, i + count) free again (dirty) and relists a (which may unmap it). */
 static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) {
     for (uint32_t j = i; j < i + count; j++) {
         a->free_map |= (uint64_t)1 << j;
         ouro_store_relaxed(&a->pool_state[j], OURO_PT_FREE);
     }
     a->nfree += count;
+    arena_state.ndirty += count;
     arena_relist(a);
+    arena_purge_if_over_budget();
 }
 
 ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) {
@@ -306,12 +327,8 @@ void _ouro_large_free(ouro_pool_t *hdr) {
     uint32_t count = hdr->run_pools, i = arena_pool_index(hdr);
     hdr->type = OURO_PT_FREE; /* a second free of this block now fails validation */
     ouro_store_relaxed(&hdr->heap, &_ouro_heap_none);
-    bool purge = (size_t)count * OURO_POOL_SIZE >= OURO_RUN_PURGE_MIN;
-    if (purge) _ouro_os_purge(hdr, (size_t)count * OURO_POOL_SIZE);
     pthread_mutex_lock(&_ouro_arena_lock);
-    ouro_arena_t *a = ouro_arena_of(hdr);
-    if (purge) a->purged_map |= ((count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << count) - 1)) << i;
-    arena_give_back_locked(a, i, count);
+    arena_give_back_locked(ouro_arena_of(hdr), i, count);
     pthread_mutex_unlock(&_ouro_arena_lock);
 }
 

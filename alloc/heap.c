@@ -105,7 +105,7 @@ static ouro_heap_t *heap_attach(void) {
     for (unsigned k = 0; k < OURO_NKINDS; k++)
         for (unsigned c = 0; c < OURO_NCLASSES; c++) {
             h->cur[k][c] = &_ouro_pool_empty;
-            h->partial[k][c] = h->full[k][c] = NULL;
+            h->partial[k][c] = h->full[k][c] = (ouro_pool_list){NULL, NULL};
         }
     uint64_t seed[2] = {0, 0};
     if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
@@ -254,30 +254,26 @@ uint32_t _ouro_pool_take_inbox_claim(ouro_pool_t *pool) {
 
 /* ---- the owner's lists ------------------------------------------------------------------------------ */
 
-#define POOL_LIST_PUSH(head, x)                                                                    \
-    do {                                                                                          \
-        (x)->prev = NULL;                                                                         \
-        (x)->next = (head);                                                                       \
-        if (head) (head)->prev = (x);                                                             \
-        (head) = (x);                                                                             \
-    } while (0)
-
-static ouro_pool_t **heap_list_of(ouro_heap_t *h, ouro_pool_t *pool) {
+static ouro_pool_list *heap_list_of(ouro_heap_t *h, ouro_pool_t *pool) {
     return pool->flags == OURO_PF_FULL ? &h->full[pool->kind][pool->cls] : &h->partial[pool->kind][pool->cls];
 }
 
 static void heap_unlink(ouro_heap_t *h, ouro_pool_t *pool) {
-    ouro_pool_t **head = heap_list_of(h, pool);
-    if (pool->prev) pool->prev->next = pool->next; else *head = pool->next;
-    if (pool->next) pool->next->prev = pool->prev;
+    ouro_pool_list *l = heap_list_of(h, pool);
+    if (pool->prev) pool->prev->next = pool->next; else l->head = pool->next;
+    if (pool->next) pool->next->prev = pool->prev; else l->tail = pool->prev;
     pool->next = pool->prev = NULL;
     pool->flags = 0;
 }
 
+/* Appends pool at the tail of the list that flags names. */
 static void heap_link(ouro_heap_t *h, ouro_pool_t *pool, uint8_t flags) {
     pool->flags = flags;
-    ouro_pool_t **head = heap_list_of(h, pool);
-    POOL_LIST_PUSH(*head, pool);
+    ouro_pool_list *l = heap_list_of(h, pool);
+    pool->next = NULL;
+    pool->prev = l->tail;
+    if (l->tail) l->tail->next = pool; else l->head = pool;
+    l->tail = pool;
 }
 
 /* Puts a listed pool where its counts say: an empty one goes back to the arena, a full one that got
@@ -329,7 +325,7 @@ void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
             if ((b = ouro_pool_pop(pool))) return b;
             heap_link(h, pool, OURO_PF_FULL); /* exhausted: a free moves it back to partial */
         }
-        if ((pool = h->partial[kind][cls])) {
+        if ((pool = h->partial[kind][cls].head)) {
             heap_unlink(h, pool);
         } else if ((pool = _ouro_arena_adopt(h, kind, cls))) {
             _ouro_pool_unclaim(pool); /* adopted under our claim: now ours */
@@ -351,7 +347,7 @@ static void heap_abandon(ouro_heap_t *h) {
     ouro_pool_t *all = NULL;
     for (unsigned k = 0; k < OURO_NKINDS; k++)
         for (unsigned c = 0; c < OURO_NCLASSES; c++) {
-            ouro_pool_t *lists[3] = {h->partial[k][c], h->full[k][c], NULL};
+            ouro_pool_t *lists[3] = {h->partial[k][c].head, h->full[k][c].head, NULL};
             if (h->cur[k][c] != &_ouro_pool_empty) {
                 lists[2] = h->cur[k][c];
                 lists[2]->next = NULL;
@@ -363,7 +359,7 @@ static void heap_abandon(ouro_heap_t *h) {
                     all = p;
                 }
             h->cur[k][c] = &_ouro_pool_empty;
-            h->partial[k][c] = h->full[k][c] = NULL;
+            h->partial[k][c] = h->full[k][c] = (ouro_pool_list){NULL, NULL};
         }
     pthread_mutex_lock(&_ouro_arena_lock);
     for (ouro_pool_t *pool = all, *next; pool; pool = next) {
@@ -412,7 +408,7 @@ void _ouro_heap_collect(ouro_heap_t *h) {
         for (unsigned c = 0; c < OURO_NCLASSES; c++) {
             _ouro_pool_collect(h->cur[k][c]);
             for (int full = 0; full < 2; full++) {
-                ouro_pool_t *p = full ? h->full[k][c] : h->partial[k][c];
+                ouro_pool_t *p = full ? h->full[k][c].head : h->partial[k][c].head;
                 while (p) {
                     ouro_pool_t *n = p->next;
                     _ouro_pool_collect(p);
@@ -453,7 +449,7 @@ bool _ouro_heap_check(ouro_heap_t *h, char *why, size_t n) {
             ouro_pool_t *cur = h->cur[k][c];
             if (cur != &_ouro_pool_empty && (cur->flags != 0 || !_ouro_pool_check(cur, why, n))) return false;
             for (int full = 0; full < 2; full++)
-                for (ouro_pool_t *p = full ? h->full[k][c] : h->partial[k][c]; p; p = p->next) {
+                for (ouro_pool_t *p = full ? h->full[k][c].head : h->partial[k][c].head; p; p = p->next) {
                     if (!_ouro_pool_check(p, why, n)) return false;
                     if (p->flags != (full ? OURO_PF_FULL : OURO_PF_PARTIAL) || p->kind != k || p->cls != c ||
                         ouro_load_relaxed(&p->heap) != h) {

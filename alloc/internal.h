@@ -175,11 +175,17 @@ _Static_assert(OURO_ARENA_SIZE / OURO_POOL_SIZE <= 64, "free_map is 64 bits");
  * One per thread that allocates (type-stable: never unmapped, reused after its thread exits, so a
  * late pool_notify never pushes onto freed memory). cur/partial/full are the owner's only; inbox is
  * an MPSC stack of pools with pending remote frees (pushed by claim winners, taken whole by the
- * owner — or, for _ouro_heap_abandoned, by whoever holds the arena lock). */
+ * owner — or, for _ouro_heap_abandoned, by whoever holds the arena lock). A pool that turns partial
+ * joins the tail of its partial list and allocation takes the head, so a pool has collected the most
+ * frees by the time it is reused (a full pool that gets one free is not refilled at once). */
+typedef struct ouro_pool_list {
+    ouro_pool_t *head, *tail;
+} ouro_pool_list;
+
 struct ouro_heap_s {
-    ouro_pool_t *cur[OURO_NKINDS][OURO_NCLASSES];     /* never NULL: &_ouro_pool_empty when none */
-    ouro_pool_t *partial[OURO_NKINDS][OURO_NCLASSES]; /* pools with free blocks */
-    ouro_pool_t *full[OURO_NKINDS][OURO_NCLASSES];    /* pools without */
+    ouro_pool_t *cur[OURO_NKINDS][OURO_NCLASSES];        /* never NULL: &_ouro_pool_empty when none */
+    ouro_pool_list partial[OURO_NKINDS][OURO_NCLASSES];  /* pools with free blocks, oldest first */
+    ouro_pool_list full[OURO_NKINDS][OURO_NCLASSES];     /* pools without */
     _Atomic(ouro_pool_t *) inbox;
     uintptr_t key0, key1;
     uint64_t rng;

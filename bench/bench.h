@@ -37,14 +37,20 @@ typedef struct bench_subject {
                             library folders); NULL: nothing preloaded */
     const char *probe;   /* a symbol only that library defines: the child refuses to run without it */
     const char *package; /* the Debian package that provides the library, named when it is missing */
+    const char *exe;     /* a sibling executable (same directory) that runs this subject's children
+                            instead of this one: ouro built with other options; NULL: this one */
+    int ouro;            /* nonzero: the child calls ouro's API (ouro and its variants, never a peer) */
 } bench_subject;
 
 /* The subjects every allocator-facing suite can list (initialisers for a bench_subject array). */
-#define BENCH_SUBJECT_OURO { "ouro", NULL, NULL, NULL }
-#define BENCH_PEER_GLIBC { "glibc", NULL, NULL, NULL }
-#define BENCH_PEER_MIMALLOC { "mimalloc", "libmimalloc.so.2", "mi_version", "libmimalloc2.0" }
-#define BENCH_PEER_JEMALLOC { "jemalloc", "libjemalloc.so.2", "mallctl", "libjemalloc2" }
-#define BENCH_PEER_TCMALLOC { "tcmalloc", "libtcmalloc_minimal.so.4", "tc_malloc", "libtcmalloc-minimal4" }
+#define BENCH_SUBJECT_OURO { "ouro", NULL, NULL, NULL, NULL, 1 }
+/* The same library built with -Dhardened=true (encoded free lists, double-free detection): its ratio
+ * to `ouro` is hardening's measured cost. Not a peer: never the "best peer". */
+#define BENCH_SUBJECT_OURO_HARDENED { "ouro-hardened", NULL, NULL, NULL, "ouro-bench-hardened", 1 }
+#define BENCH_PEER_GLIBC { "glibc", NULL, NULL, NULL, NULL, 0 }
+#define BENCH_PEER_MIMALLOC { "mimalloc", "libmimalloc.so.2", "mi_version", "libmimalloc2.0", NULL, 0 }
+#define BENCH_PEER_JEMALLOC { "jemalloc", "libjemalloc.so.2", "mallctl", "libjemalloc2", NULL, 0 }
+#define BENCH_PEER_TCMALLOC { "tcmalloc", "libtcmalloc_minimal.so.4", "tc_malloc", "libtcmalloc-minimal4", NULL, 0 }
 
 typedef struct bench_suite bench_suite;
 typedef struct bench_case bench_case;
@@ -113,7 +119,7 @@ pthread_t bench_thread_start(void *(*fn)(void *), void *arg);
 void bench_thread_join(pthread_t thread);
 
 /* 1 in ouro's child: subjects[0] is ouro. */
-static inline int bench_is_ouro(const bench_run *r) { return r->subject_index == 0; }
+static inline int bench_is_ouro(const bench_run *r) { return r->subject->ouro; }
 
 /* ---- inline helpers for the loops -------------------------------------------------------------- */
 

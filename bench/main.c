@@ -292,6 +292,7 @@ static int child_main(int argc, char **argv)
 /* A subject of the suite being run, as the parent sees it. */
 typedef struct subject_slot {
     const bench_subject *subject;
+    char exe[PATH_MAX];     /* the executable that runs its children */
     char preload[PATH_MAX]; /* the library's path; "" when nothing is preloaded */
     int available;          /* 0: its library is missing, the subject is skipped */
 } subject_slot;
@@ -302,6 +303,16 @@ static void subject_resolve(const bench_subject *s, subject_slot *slot)
     slot->subject = s;
     slot->preload[0] = '\0';
     slot->available = 1;
+    snprintf(slot->exe, sizeof slot->exe, "/proc/self/exe");
+    if (s->exe) {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[n > 0 ? n : 0] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) *slash = '\0';
+        snprintf(slot->exe, sizeof slot->exe, "%s/%s", self, s->exe);
+        slot->available = access(slot->exe, X_OK) == 0;
+    }
     if (!s->preload) return;
     for (size_t i = 0; i < COUNT_OF(lib_dirs); i++) {
         snprintf(slot->preload, sizeof slot->preload, "%s/%s", lib_dirs[i], s->preload);
@@ -390,8 +401,8 @@ static int child_spawn(const bench_suite *s, const bench_case *c, const subject_
         if (dup2(fds[1], STDOUT_FILENO) < 0) _exit(127);
         if (slot->preload[0]) setenv("LD_PRELOAD", slot->preload, 1);
         else unsetenv("LD_PRELOAD");
-        execv("/proc/self/exe", argv);
-        fprintf(stderr, "ouro-bench: exec /proc/self/exe: %s\n", strerror(errno));
+        execv(slot->exe, argv);
+        fprintf(stderr, "ouro-bench: exec %s: %s\n", slot->exe, strerror(errno));
         _exit(127);
     }
     close(fds[1]);
@@ -557,6 +568,7 @@ static void table_case(const bench_suite *s, const bench_case *c, const subject_
             }
             fmt_ratio(buf, sizeof buf, med[m] / med[i * nmet + m], slots[i].subject->name);
             printf(" %-*s", RATIO_W - 1, buf);
+            if (slots[i].subject->ouro) continue; /* a variant of ouro is not a peer */
             if (best == 0 || med[i * nmet + m] < med[best * nmet + m]) best = i;
         }
         if (best) {
