@@ -11,23 +11,22 @@ static size_t alloc_usable(ouro_pool_t *hdr) {
  * told without the owner's lists), else NULL with OURO_ERR_INVALID set and a warning printed. */
 static OURO_NOINLINE ouro_pool_t *alloc_validate(const void *p, const char *fn) {
     const char *why = NULL;
-    ouro_pool_t *pool = ouro_pool_of(p);
+    ouro_pool_t *pool = NULL;
     unsigned chunk = _ouro_addrmap_get(p);
     if ((uintptr_t)p & (OURO_ALIGN - 1)) {
         why = "is not 16-byte aligned";
     } else if (chunk == OURO_CHUNK_HUGE_HEAD) {
-        if ((char *)p != (char *)ouro_arena_of(p) + OURO_ARENA_HDR) why = "points inside a large block";
-        else pool = (ouro_pool_t *)ouro_arena_of(p);
-    } else if (chunk != OURO_CHUNK_ARENA) {
-        why = "was not allocated by ouro";
-    } else {
         ouro_arena_t *a = ouro_arena_of(p);
-        unsigned state = ouro_load_relaxed(&a->pool_state[((uintptr_t)p & (OURO_ARENA_SIZE - 1)) >> OURO_POOL_SHIFT]);
-        size_t off = (size_t)((const char *)p - (const char *)pool) - OURO_POOL_HDR;
+        if ((char *)p != ouro_pool_data(&a->pools[1])) why = "points inside a large block";
+        else pool = &a->pools[1];
+    } else if (chunk != OURO_CHUNK_ARENA) {
+        why = chunk == OURO_CHUNK_HUGE_BODY ? "points inside a large block" : "was not allocated by ouro";
+    } else {
+        pool = ouro_pool_of(p);
+        unsigned state = ouro_load_relaxed(&ouro_arena_of(p)->pool_state[ouro_pool_index(pool)]);
+        size_t off = (size_t)((const char *)p - ouro_pool_data(pool));
         if (state == OURO_PT_BLOCKS) {
-            if ((uintptr_t)p < (uintptr_t)ouro_pool_blocks(pool) || off % pool->block_size != 0 ||
-                off / pool->block_size >= pool->capacity)
-                why = "points inside a block";
+            if (off % pool->block_size != 0 || off / pool->block_size >= pool->capacity) why = "points inside a block";
         } else if (state == OURO_PT_RUN) {
             if (off != 0) why = "points inside a large block";
         } else {

@@ -5,8 +5,11 @@
  * per pool, not per block). Arena policy: a pool is taken from the fullest arena that has one
  * (pymalloc's usable_arenas order), so the emptiest arenas drain; an arena that empties is purged and
  * kept while fewer than OURO_KEEP_EMPTY are kept (hysteresis), otherwise unmapped. Free pools inside
- * arenas in use stay resident ("dirty") until they add up to OURO_DIRTY_MAX or an eighth of what is
- * mapped, whichever is larger; then every dirty pool is purged at once (one pass, few syscalls). */
+ * arenas in use stay resident ("dirty") — a pool released and soon taken again costs no syscall and no
+ * page faults — except that (1) a nearly empty arena (at most an eighth of its pools in use) with at
+ * least OURO_DIRTY_ARENA dirty pools is purged at once: fullest-first makes it the last arena to be
+ * reused; and (2) when dirty pools add up to more than OURO_DIRTY_MAX or an eighth of what is mapped,
+ * every dirty pool is purged in one pass. */
 #include "alloc/internal.h"
 
 #define OURO_KEEP_EMPTY (OURO_TORTURE ? 0u : 1u)
@@ -14,6 +17,8 @@
 #define ALL_POOLS_MAP ((POOLS == 64 ? ~(uint64_t)0 : (((uint64_t)1 << POOLS) - 1)) & ~(uint64_t)1)
 /* Dirty (free, resident) pool bytes allowed before a purge pass. */
 #define OURO_DIRTY_MAX (OURO_TORTURE ? 2 * OURO_POOL_SIZE : (size_t)8 << 20)
+/* Dirty pools that make a nearly empty arena purge itself. */
+#define OURO_DIRTY_ARENA (OURO_TORTURE ? 2u : 16u)
 
 pthread_mutex_t _ouro_arena_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -38,12 +43,12 @@ void _ouro_alloc_set_defer_hook(ouro_defer_fn fn) {
     pthread_mutex_unlock(&_ouro_arena_lock);
 }
 
-static ouro_pool_t *arena_pool(ouro_arena_t *a, uint32_t i) {
-    return (ouro_pool_t *)((char *)a + (size_t)i * OURO_POOL_SIZE);
-}
-
-static uint32_t arena_pool_index(const void *p) {
-    return (uint32_t)(((uintptr_t)p & (OURO_ARENA_SIZE - 1)) >> OURO_POOL_SHIFT);
+/* Sets up the descriptor of a region that is not a block pool: no owner, claimed for good. */
+static void arena_pool_describe(ouro_pool_t *pool, uint8_t type) {
+    pool->type = type;
+    pool->magic = OURO_POOL_MAGIC;
+    ouro_store_relaxed(&pool->heap, &_ouro_heap_none);
+    ouro_store_relaxed(&pool->xfree, OURO_XFREE_CLAIMED);
 }
 
 /* ---- doubly linked lists (arenas on buckets, pools on abandoned lists) --------------------------- */
@@ -99,7 +104,7 @@ static size_t arena_purge_free(ouro_arena_t *a) {
         if (!(m >> i & 1)) { i++; continue; }
         uint32_t j = i;
         while (j < POOLS && (m >> j & 1)) j++;
-        _ouro_os_purge(arena_pool(a, i), (size_t)(j - i) * OURO_POOL_SIZE);
+        _ouro_os_purge((char *)a + (size_t)i * OURO_POOL_SIZE, (size_t)(j - i) * OURO_POOL_SIZE);
         bytes += (size_t)(j - i) * OURO_POOL_SIZE;
         i = j;
     }
@@ -128,10 +133,8 @@ static void arena_relist(ouro_arena_t *a) {
 static ouro_arena_t *arena_new(void) {
     ouro_arena_t *a = _ouro_os_map_aligned(OURO_ARENA_SIZE, OURO_ARENA_SIZE);
     if (!a) return NULL;
-    a->hdr.type = OURO_PT_ARENA;
-    a->hdr.magic = OURO_POOL_MAGIC;
-    atomic_init(&a->hdr.heap, &_ouro_heap_none);
-    atomic_init(&a->hdr.xfree, OURO_XFREE_CLAIMED);
+    arena_pool_describe(&a->pools[0], OURO_PT_ARENA);
+    for (uint32_t i = 1; i < POOLS; i++) arena_pool_describe(&a->pools[i], OURO_PT_FREE);
     a->magic = OURO_ARENA_MAGIC;
     a->nfree = POOLS - 1;
     a->free_map = ALL_POOLS_MAP;
@@ -196,7 +199,8 @@ static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) 
     }
     a->nfree += count;
     arena_state.ndirty += count;
-    arena_relist(a);
+    if (a->nfree >= (POOLS - 1) - (POOLS - 1) / 8 && arena_dirty(a) >= OURO_DIRTY_ARENA) arena_purge_free(a);
+    arena_relist(a); /* may unmap a */
     arena_purge_if_over_budget();
 }
 
@@ -208,7 +212,7 @@ ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) 
     if (a) {
         i = (uint32_t)__builtin_ctzll(a->free_map); /* any free pool of the fullest arena */
         arena_take_locked(a, i, 1, OURO_PT_BLOCKS);
-        pool = arena_pool(a, i);
+        pool = &a->pools[i];
         _ouro_pool_init(pool, h, kind, cls);
     }
     pthread_mutex_unlock(&_ouro_arena_lock);
@@ -220,9 +224,10 @@ static void arena_deferred_done(void *arg) {
     ouro_pool_t *pool = arg;
     pthread_mutex_lock(&_ouro_arena_lock);
     ouro_arena_t *a = ouro_arena_of(pool);
-    OURO_ASSERT(ouro_load_relaxed(&a->pool_state[arena_pool_index(pool)]) == OURO_PT_DEFERRED);
+    OURO_ASSERT(ouro_load_relaxed(&a->pool_state[ouro_pool_index(pool)]) == OURO_PT_DEFERRED);
     a->ndeferred--;
-    arena_give_back_locked(a, arena_pool_index(pool), 1);
+    pool->type = OURO_PT_FREE;
+    arena_give_back_locked(a, ouro_pool_index(pool), 1);
     pthread_mutex_unlock(&_ouro_arena_lock);
 }
 
@@ -230,7 +235,7 @@ static void arena_deferred_done(void *arg) {
  * pool is not a block pool, so no remote free can notify about it. */
 void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
     ouro_arena_t *a = ouro_arena_of(pool);
-    uint32_t i = arena_pool_index(pool);
+    uint32_t i = ouro_pool_index(pool);
     OURO_ASSERT(ouro_load_relaxed(&pool->used) == 0 && ouro_load_relaxed(&pool->xfree) == OURO_XFREE_CLAIMED);
     OURO_ASSERT(ouro_load_relaxed(&a->pool_state[i]) == OURO_PT_BLOCKS);
     ouro_store_relaxed(&pool->heap, &_ouro_heap_none);
@@ -253,7 +258,7 @@ void _ouro_arena_release_pool(ouro_pool_t *pool) {
 
 /* ---- large blocks ----------------------------------------------------------------------------------- */
 #define RUN_MAX_POOLS (POOLS - 1)
-#define RUN_MAX_USABLE ((size_t)RUN_MAX_POOLS * OURO_POOL_SIZE - OURO_POOL_HDR)
+#define RUN_MAX_USABLE ((size_t)RUN_MAX_POOLS * OURO_POOL_SIZE)
 
 static void large_account(size_t usable, int sign) {
     if (sign > 0) {
@@ -267,56 +272,50 @@ static void large_account(size_t usable, int sign) {
 
 void *_ouro_large_alloc(size_t size) {
     if (size <= RUN_MAX_USABLE) {
-        uint32_t count = (uint32_t)((size + OURO_POOL_HDR + OURO_POOL_SIZE - 1) >> OURO_POOL_SHIFT);
+        uint32_t count = (uint32_t)((size + OURO_POOL_SIZE - 1) >> OURO_POOL_SHIFT);
         pthread_mutex_lock(&_ouro_arena_lock);
         uint32_t i = 0;
         ouro_arena_t *a = arena_with_room(count, &i);
         ouro_pool_t *hdr = NULL;
         if (a) {
             arena_take_locked(a, i, count, OURO_PT_RUN);
-            hdr = arena_pool(a, i);
+            hdr = &a->pools[i];
         }
         pthread_mutex_unlock(&_ouro_arena_lock);
         if (!hdr) return NULL;
-        /* No memset: a stale remote free (a double free) may still touch xfree; it stays claimed. */
-        hdr->type = OURO_PT_RUN;
-        hdr->magic = OURO_POOL_MAGIC;
-        ouro_store_relaxed(&hdr->heap, &_ouro_heap_none);
-        ouro_store_relaxed(&hdr->xfree, OURO_XFREE_CLAIMED);
+        arena_pool_describe(hdr, OURO_PT_RUN);
         hdr->run_pools = count;
-        hdr->run_usable = (size_t)count * OURO_POOL_SIZE - OURO_POOL_HDR;
+        hdr->run_usable = (size_t)count * OURO_POOL_SIZE;
         large_account(hdr->run_usable, 1);
-        return ouro_pool_blocks(hdr);
+        return ouro_pool_data(hdr);
     }
     if (size > ((size_t)1 << 46)) {
         _ouro_err_set(OURO_ERR_NOMEM, "out of memory: %zu bytes is more than an address space", size);
         return NULL;
     }
-    size_t map = (size + OURO_ARENA_HDR + 4095) & ~(size_t)4095;
+    size_t map = (size + OURO_POOL_SIZE + 4095) & ~(size_t)4095;
     ouro_arena_t *a = _ouro_os_map_aligned(map, OURO_ARENA_SIZE);
     if (!a) return NULL;
-    a->hdr.type = OURO_PT_HUGE;
-    a->hdr.magic = OURO_POOL_MAGIC;
-    atomic_init(&a->hdr.heap, &_ouro_heap_none);
-    atomic_init(&a->hdr.xfree, OURO_XFREE_CLAIMED);
+    arena_pool_describe(&a->pools[0], OURO_PT_ARENA);
+    arena_pool_describe(&a->pools[1], OURO_PT_HUGE);
     a->magic = OURO_ARENA_MAGIC;
     a->map_size = map;
-    a->huge_usable = map - OURO_ARENA_HDR;
+    a->huge_usable = map - OURO_POOL_SIZE;
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_addrmap_set(a, map, OURO_CHUNK_HUGE_HEAD);
     pthread_mutex_unlock(&_ouro_arena_lock);
     large_account(a->huge_usable, 1);
-    return (char *)a + OURO_ARENA_HDR;
+    return ouro_pool_data(&a->pools[1]);
 }
 
 size_t _ouro_large_usable(ouro_pool_t *hdr) {
-    return hdr->type == OURO_PT_RUN ? hdr->run_usable : ((ouro_arena_t *)hdr)->huge_usable;
+    return hdr->type == OURO_PT_RUN ? hdr->run_usable : ouro_arena_of(hdr)->huge_usable;
 }
 
 void _ouro_large_free(ouro_pool_t *hdr) {
     large_account(_ouro_large_usable(hdr), -1);
     if (hdr->type == OURO_PT_HUGE) {
-        ouro_arena_t *a = (ouro_arena_t *)hdr;
+        ouro_arena_t *a = ouro_arena_of(hdr);
         size_t map = a->map_size;
         pthread_mutex_lock(&_ouro_arena_lock);
         _ouro_addrmap_set(a, map, OURO_CHUNK_NONE);
@@ -324,7 +323,7 @@ void _ouro_large_free(ouro_pool_t *hdr) {
         _ouro_os_unmap(a, map);
         return;
     }
-    uint32_t count = hdr->run_pools, i = arena_pool_index(hdr);
+    uint32_t count = hdr->run_pools, i = ouro_pool_index(hdr);
     hdr->type = OURO_PT_FREE; /* a second free of this block now fails validation */
     ouro_store_relaxed(&hdr->heap, &_ouro_heap_none);
     pthread_mutex_lock(&_ouro_arena_lock);

@@ -129,7 +129,7 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
     ouro_store_relaxed(&pool->heap, h);
     ouro_store_relaxed(&pool->used, 0);
     pool->block_size = _ouro_class_size[cls];
-    pool->capacity = (uint16_t)((OURO_POOL_SIZE - OURO_POOL_HDR) / pool->block_size);
+    pool->capacity = (uint16_t)(OURO_POOL_SIZE / pool->block_size);
     pool->carved = 0;
     pool->magic = OURO_POOL_MAGIC;
     pool->cls = (uint8_t)cls;
@@ -153,7 +153,7 @@ static void pool_carve(ouro_pool_t *pool) {
     uint32_t n = pool->capacity - pool->carved, bs = pool->block_size;
     uint32_t batch = 4096 / bs ? 4096 / bs : 1;
     if (n > batch) n = batch;
-    char *first = (char *)ouro_pool_blocks(pool) + (size_t)pool->carved * bs;
+    char *first = ouro_pool_data(pool) + (size_t)pool->carved * bs;
     for (uint32_t i = 0; i < n; i++) {
         ouro_block_t *b = (ouro_block_t *)(first + (size_t)i * bs);
         b->next = ouro_block_encode(pool, i + 1 < n ? (uintptr_t)b + bs : 0);

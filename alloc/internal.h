@@ -26,7 +26,6 @@
 #define OURO_POOL_SIZE ((size_t)1 << OURO_POOL_SHIFT)
 #define OURO_ARENA_SIZE ((size_t)1 << OURO_ARENA_SHIFT)
 #define OURO_POOLS_PER_ARENA (OURO_ARENA_SIZE / OURO_POOL_SIZE) /* pool 0 holds the arena header */
-#define OURO_POOL_HDR 128                                      /* two cache lines, see ouro_pool_t */
 
 #define OURO_NSMALL 32         /* 16..512 in 16-byte steps */
 #define OURO_SMALL_MAX 512
@@ -74,8 +73,11 @@ struct ouro_block_s {
 };
 
 /* ---- pool ----------------------------------------------------------------------------------------
- * The header at the start of every POOL_SIZE region that serves blocks (type BLOCKS) or starts a run
- * (type RUN). Line 0 is the owner's, line 1 is written by other threads (remote frees).
+ * The descriptor of one POOL_SIZE region of an arena: it serves blocks (type BLOCKS), starts a run
+ * (type RUN), or is free. Descriptors live together in the arena header (pool 0), like mimalloc's page
+ * descriptors in its segment header: a pool's blocks start at its first byte, and the descriptors of
+ * busy pools do not all fall into the same cache sets (headers at 16 KiB-aligned addresses would).
+ * Line 0 is the owner's, line 1 is written by other threads (remote frees).
  *
  * Counts invariant (BLOCKS), the owner's view: carved == used + len(free) <= capacity. A block
  * freed by another thread sits on xfree and stays counted in used until _ouro_pool_collect moves it
@@ -119,17 +121,7 @@ struct ouro_pool_s {
 #define OURO_PF_PARTIAL 1
 #define OURO_PF_FULL 2
 
-_Static_assert(sizeof(ouro_pool_t) <= OURO_POOL_HDR, "pool header must fit OURO_POOL_HDR");
-
-static inline ouro_pool_t *ouro_pool_of(const void *p) {
-    return (ouro_pool_t *)((uintptr_t)p & ~(OURO_POOL_SIZE - 1));
-}
-
-static inline ouro_arena_t *ouro_arena_of(const void *p) {
-    return (ouro_arena_t *)((uintptr_t)p & ~(OURO_ARENA_SIZE - 1));
-}
-
-static inline void *ouro_pool_blocks(ouro_pool_t *pool) { return (char *)pool + OURO_POOL_HDR; }
+_Static_assert(sizeof(ouro_pool_t) == 128, "a pool descriptor is two cache lines");
 
 /* Link encoding (hardened builds): a link word holds (next ^ key0) + key1, so a stray pointer write
  * into a freed block does not become a usable free-list entry, and decoding checks that the result
@@ -148,12 +140,13 @@ static inline bool ouro_link_ok(const void *b, uintptr_t next) {
 }
 
 /* ---- arena ---------------------------------------------------------------------------------------
- * Lives in pool 0 of its mapping. All fields but `hdr` are guarded by the arena lock.
+ * Lives in pool 0 of its mapping, followed by the pool descriptors. All fields but the descriptors are
+ * guarded by the arena lock. A dedicated mapping (HUGE) has the same header; its block starts at pool
+ * 1 and pools[1] describes it.
  * Counts invariant: nfree == popcount(free_map) == pools in state FREE; an arena with nfree ==
  * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the kept-empty list (purged) or unmapped.
  * An arena with 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first). */
 struct ouro_arena_s {
-    ouro_pool_t hdr;                /* type ARENA or HUGE: what a masked pointer into pool 0 finds */
     uint32_t magic;
     uint32_t nfree;                 /* free pools */
     uint32_t ndeferred;             /* pools waiting for a grace period */
@@ -166,9 +159,26 @@ struct ouro_arena_s {
     size_t huge_usable;             /* HUGE: usable bytes */
     bool on_kept;                   /* on the kept-empty list */
     _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
+    ouro_pool_t pools[OURO_POOLS_PER_ARENA] __attribute__((aligned(64))); /* [0]: the header itself */
 };
-#define OURO_ARENA_HDR 512 /* offset of a HUGE block's data from its mapping */
-_Static_assert(sizeof(ouro_arena_t) <= OURO_ARENA_HDR, "arena header must fit OURO_ARENA_HDR");
+_Static_assert(sizeof(ouro_arena_t) <= OURO_POOL_SIZE, "the arena header must fit pool 0");
+
+static inline ouro_arena_t *ouro_arena_of(const void *p) {
+    return (ouro_arena_t *)((uintptr_t)p & ~(OURO_ARENA_SIZE - 1));
+}
+
+/* The descriptor of the pool that address p lies in (p inside an arena or a HUGE block's first pool). */
+static inline ouro_pool_t *ouro_pool_of(const void *p) {
+    return &ouro_arena_of(p)->pools[((uintptr_t)p >> OURO_POOL_SHIFT) & (OURO_POOLS_PER_ARENA - 1)];
+}
+
+/* Index of a pool in its arena, and the first byte of its region (its first block). */
+static inline uint32_t ouro_pool_index(const ouro_pool_t *pool) {
+    return (uint32_t)(pool - ouro_arena_of(pool)->pools);
+}
+static inline char *ouro_pool_data(const ouro_pool_t *pool) {
+    return (char *)ouro_arena_of(pool) + (size_t)ouro_pool_index(pool) * OURO_POOL_SIZE;
+}
 _Static_assert(OURO_ARENA_SIZE / OURO_POOL_SIZE <= 64, "free_map is 64 bits");
 
 /* ---- heap ----------------------------------------------------------------------------------------
@@ -311,7 +321,7 @@ static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
         _ouro_fatal("corrupted free list: block %p of class %u (size %u) links to %p", (void *)b,
                     pool->cls, pool->block_size, (void *)next);
     pool->free = (ouro_block_t *)next;
-    b->next = 0; /* a live block's link word must not decode into its pool (double-free check) */
+    if (OURO_HARDENED) b->next = 0; /* a live block's link word must not look free (double-free check) */
     ouro_owner_add(&pool->used, 1);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_alloc(pool, b);
     return b;

@@ -10,7 +10,7 @@ static void stats_arena(ouro_arena_t *a, void *arg) {
     ouro_alloc_stats_t *st = arg;
     st->pools_total += OURO_POOLS_PER_ARENA - 1;
     for (size_t i = 1; i < OURO_POOLS_PER_ARENA; i++) {
-        ouro_pool_t *pool = (ouro_pool_t *)((char *)a + i * OURO_POOL_SIZE);
+        ouro_pool_t *pool = &a->pools[i];
         switch (ouro_load_relaxed(&a->pool_state[i])) {
         case OURO_PT_FREE: st->pools_free++; break;
         case OURO_PT_DEFERRED: st->pools_deferred++; break;
@@ -103,8 +103,7 @@ int ouro_alloc_dump(FILE *f) {
         avail_bytes += k->blocks_free * k->block_size;
         pools_used += k->pools;
     }
-    size_t hdr_bytes = pools_used * OURO_POOL_HDR;
-    size_t quant = pools_used * OURO_POOL_SIZE - hdr_bytes - in_use_bytes - avail_bytes;
+    size_t quant = pools_used * OURO_POOL_SIZE - in_use_bytes - avail_bytes;
     fprintf(f, "\n");
     fprintf(f, "# arenas allocated total           = %15zu\n", st.arenas_allocated);
     fprintf(f, "# arenas reclaimed                 = %15zu\n", st.arenas_reclaimed);
@@ -118,9 +117,8 @@ int ouro_alloc_dump(FILE *f) {
             st.pools_free * st.pool_size);
     fprintf(f, "# pools waiting for a grace period = %15zu\n", st.pools_deferred);
     fprintf(f, "# pools abandoned by exited threads= %15zu\n", st.pools_abandoned);
-    fprintf(f, "# bytes lost to pool headers       = %15zu\n", hdr_bytes);
     fprintf(f, "# bytes lost to quantization       = %15zu\n", quant);
-    fprintf(f, "# bytes lost to arena headers      = %15zu\n", st.arenas * OURO_POOL_SIZE);
+    fprintf(f, "# bytes lost to arena headers      = %15zu (pool descriptors)\n", st.arenas * OURO_POOL_SIZE);
     fprintf(f, "# large blocks                     = %15zu (%zu bytes)\n", st.large_blocks, st.large_bytes);
     fprintf(f, "# bytes mapped now / peak          = %15zu / %zu\n", st.bytes_mapped, st.bytes_mapped_peak);
     fprintf(f, "# bytes returned to the OS         = %15zu\n", st.bytes_returned);
