@@ -316,6 +316,10 @@ void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
         if (!h) return NULL;
     }
     heap_inbox_collect(h, true);
+    if (OURO_DEBUG_LEVEL >= 3) {
+        char why[256];
+        if (!_ouro_heap_check(h, why, sizeof why)) _ouro_fatal("heap check failed: %s", why);
+    }
     ouro_pool_t *pool = h->cur[kind][cls];
     for (;;) {
         if (pool != &_ouro_pool_empty) {
