@@ -20,7 +20,8 @@
 /* Dirty pools that make a nearly empty arena purge itself. */
 #define OURO_DIRTY_ARENA (OURO_TORTURE ? 2u : 16u)
 
-pthread_mutex_t _ouro_arena_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Adaptive: held for short stretches by many threads; spinning briefly beats sleeping on 2 cores. */
+pthread_mutex_t _ouro_arena_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 
 /* Guarded by the arena lock. */
 static struct {
@@ -210,7 +211,8 @@ ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) 
     ouro_arena_t *a = arena_with_room(1, &i);
     ouro_pool_t *pool = NULL;
     if (a) {
-        i = (uint32_t)__builtin_ctzll(a->free_map); /* any free pool of the fullest arena */
+        uint64_t dirty = a->free_map & ~a->purged_map; /* a resident pool saves page faults */
+        i = (uint32_t)__builtin_ctzll(dirty ? dirty : a->free_map);
         arena_take_locked(a, i, 1, OURO_PT_BLOCKS);
         pool = &a->pools[i];
         _ouro_pool_init(pool, h, kind, cls);

@@ -29,7 +29,7 @@ const uint16_t _ouro_class_size[OURO_NCLASSES] = {
 };
 
 /* Heap registry: every heap ever made (they are never unmapped), guarded by heap_lock. */
-static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t heap_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 static ouro_heap_t *heap_registry;
 static size_t heaps_live, heaps_cached;
 static pthread_key_t heap_exit_key;
@@ -47,8 +47,8 @@ static void heap_atfork_parent(void) {
     pthread_mutex_unlock(&heap_lock);
 }
 static void heap_atfork_child(void) {
-    pthread_mutex_init(&_ouro_arena_lock, NULL);
-    pthread_mutex_init(&heap_lock, NULL);
+    pthread_mutex_unlock(&_ouro_arena_lock); /* the child's only thread is the one that locked them */
+    pthread_mutex_unlock(&heap_lock);
 }
 
 static void heap_global_init(void) {
@@ -107,8 +107,10 @@ static ouro_heap_t *heap_attach(void) {
             h->cur[k][c] = &_ouro_pool_empty;
             h->partial[k][c] = h->full[k][c] = (ouro_pool_list){NULL, NULL};
         }
+    /* Hardened builds draw each heap's keys from the OS (a leaked key tells nothing of another heap's);
+     * others only need distinct values and save the syscall on every thread start. */
     uint64_t seed[2] = {0, 0};
-    if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+    if (!OURO_HARDENED || getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         seed[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)h;
@@ -410,7 +412,13 @@ void _ouro_heap_collect(ouro_heap_t *h) {
     heap_inbox_collect(h, true);
     for (unsigned k = 0; k < OURO_NKINDS; k++)
         for (unsigned c = 0; c < OURO_NCLASSES; c++) {
-            _ouro_pool_collect(h->cur[k][c]);
+            ouro_pool_t *cur = h->cur[k][c];
+            _ouro_pool_collect(cur);
+            /* An empty current pool goes back too: after a collect, RSS is back to what is in use. */
+            if (cur != &_ouro_pool_empty && ouro_load_relaxed(&cur->used) == 0 && _ouro_pool_try_claim(cur)) {
+                h->cur[k][c] = &_ouro_pool_empty;
+                _ouro_arena_release_pool(cur);
+            }
             for (int full = 0; full < 2; full++) {
                 ouro_pool_t *p = full ? h->full[k][c].head : h->partial[k][c].head;
                 while (p) {

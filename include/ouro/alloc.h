@@ -42,8 +42,10 @@ void ouro_free(void *p);
 size_t ouro_usable_size(const void *p);
 
 /* Releases what can be released now: collects the calling thread's pending remote frees and the
- * abandoned pools' ones, returns empty pools to their arenas, and returns empty arenas and the pages
- * of free pools to the OS. Returns the number of bytes returned to the OS by this call. */
+ * abandoned pools' ones, returns its empty pools (the current ones included) to their arenas, and
+ * returns empty arenas and the pages of free pools to the OS. Returns the number of bytes returned to
+ * the OS by this call. Without it memory still goes back by itself (docs/alloc.md); what a thread
+ * keeps is at most its current pool of each class it used. */
 size_t ouro_alloc_collect(void);
 
 /* ---- statistics --------------------------------------------------------------------------------- */
