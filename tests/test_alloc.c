@@ -12,7 +12,8 @@ static void check_size(size_t size) {
     assert_int_equal((uintptr_t)p % 16, 0);
     size_t usable = ouro_usable_size(p);
     assert_true(usable >= size);
-    if (size + OURO_PAD <= 512) assert_true(usable < size + 16); /* 16-byte classes */
+    if (size + OURO_PAD <= 512) /* the smallest 16-byte class that holds it (size 0 counts as 1) */
+        assert_int_equal(usable, (((size ? size : 1) + OURO_PAD + 15) & ~(size_t)15) - OURO_PAD);
     memset(p, 0xab, usable);
     ouro_free(p);
 }
