@@ -56,6 +56,9 @@ static void heap_global_init(void) {
     pthread_atfork(heap_atfork_prepare, heap_atfork_parent, heap_atfork_child);
 }
 
+/* The fork handlers must be in place before any thread can hold a lock, heap or not. */
+__attribute__((constructor)) static void heap_constructor(void) { pthread_once(&heap_once, heap_global_init); }
+
 static uint64_t heap_splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

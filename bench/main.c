@@ -22,6 +22,7 @@
  *
  * and ends with status 0. Any other line, a missing metric, a signal or a status other than 0 fails
  * that subject for that case (the run goes on; ouro-bench then exits 1). */
+#include "stress/json.h"
 #include "bench.h"
 
 #include <ouro.h>
@@ -793,18 +794,6 @@ static void machine_cpu(char *buf, size_t len)
     if (f) fclose(f);
 }
 
-/* Writes s as a JSON string. */
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 /* Creates the folders leading to path (mkdir -p of its dirname). */
 static void make_parent_dirs(const char *path)
@@ -829,7 +818,7 @@ static int json_write(const char *path, const collected *col, const options *o, 
         return -1;
     }
     fprintf(f, "{\n  \"machine\": {\"nproc\": %ld, \"cpu\": ", nproc);
-    json_string(f, cpu);
+    json_write_string(f, cpu);
     fprintf(f, "},\n  \"reps\": %d,\n  \"quick\": %s,\n  \"results\": [", o->reps,
             o->quick ? "true" : "false");
     for (size_t i = 0; i < col->nrecords; i++) {
@@ -839,7 +828,7 @@ static int json_write(const char *path, const collected *col, const options *o, 
         fprintf(f, "%s\n    {", i ? "," : "");
         for (size_t k = 0; k < COUNT_OF(keys); k++) {
             fprintf(f, "\"%s\": ", keys[k]);
-            json_string(f, fields[k]);
+            json_write_string(f, fields[k]);
             fprintf(f, ", ");
         }
         fprintf(f, "\"value\": %.10g}", r->value);
@@ -847,7 +836,7 @@ static int json_write(const char *path, const collected *col, const options *o, 
     fprintf(f, "\n  ],\n  \"problems\": [");
     for (size_t i = 0; i < col->nproblems; i++) {
         fprintf(f, "%s\n    ", i ? "," : "");
-        json_string(f, col->problems[i]);
+        json_write_string(f, col->problems[i]);
     }
     fprintf(f, "\n  ]\n}\n");
     if (fclose(f) != 0) {

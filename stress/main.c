@@ -11,6 +11,7 @@
  *
  * The whole default run is held to RUNNER_BUDGET_S: when every scenario runs and scenarios x duration
  * exceeds it, each scenario's duration is cut to budget / scenarios (and a note says so). */
+#include "stress/json.h"
 #include "stress/stress.h"
 
 #include <ouro.h>
@@ -309,17 +310,6 @@ static void runner_print_summary(const runner_row *rows, size_t n) {
     }
 }
 
-/* Writes s as a JSON string. */
-static void runner_json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 /* Writes the summary rows to path as JSON; false when the file cannot be written. */
 static bool runner_write_json(const char *path, const runner_options *o, const runner_row *rows, size_t n) {
@@ -330,13 +320,13 @@ static bool runner_write_json(const char *path, const runner_options *o, const r
     for (size_t i = 0; i < n; i++) {
         const runner_row *r = &rows[i];
         fputs("  {\"scenario\": ", f);
-        runner_json_string(f, r->scenario->name);
+        json_write_string(f, r->scenario->name);
         fprintf(f, ", \"threads\": %u, \"seed\": %llu, \"ops\": %llu, \"seconds\": %.3f, \"ops_per_s\": %.1f, "
                    "\"peak_rss_bytes\": %zu, \"checks\": %llu, \"result\": \"%s\", \"message\": ",
                 r->threads, (unsigned long long)r->seed, (unsigned long long)r->ops, r->seconds,
                 r->seconds > 0 ? (double)r->ops / r->seconds : 0.0, r->peak_rss, (unsigned long long)r->checks,
                 r->ok ? "ok" : "FAIL");
-        runner_json_string(f, r->message);
+        json_write_string(f, r->message);
         fprintf(f, "}%s\n", i + 1 < n ? "," : "");
     }
     fputs("]}\n", f);

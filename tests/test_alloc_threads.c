@@ -189,6 +189,37 @@ static void test_concurrent_exchange(void **state) {
     assert_int_equal(st.pools_abandoned, base.pools_abandoned);
 }
 
+/* ---- fork while other threads allocate: the child can allocate and free ---------------------------- */
+static atomic_int forking_done;
+
+static void *alloc_until_done(void *arg) {
+    while (!atomic_load(&forking_done)) {
+        void *v[64];
+        for (int i = 0; i < 64; i++) v[i] = ouro_alloc(16 + (size_t)i * 97); /* small, medium, runs */
+        for (int i = 0; i < 64; i++) ouro_free(v[i]);
+    }
+    return NULL;
+}
+
+static void test_fork_while_allocating(void **state) {
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, alloc_until_done, NULL);
+    for (int round = 0; round < 20; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            void *v[1000];
+            for (int i = 0; i < 1000; i++) v[i] = ouro_alloc((size_t)i * 7);
+            for (int i = 0; i < 1000; i++) ouro_free(v[i]);
+            _exit(ouro_alloc_check() == 0 ? 0 : 3);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    atomic_store(&forking_done, 1);
+    for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_remote_frees),
@@ -196,6 +227,7 @@ int main(void) {
         cmocka_unit_test(test_abandoned_adopted),
         cmocka_unit_test(test_heap_reuse),
         cmocka_unit_test(test_concurrent_exchange),
+        cmocka_unit_test(test_fork_while_allocating),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
