@@ -54,9 +54,11 @@ static OURO_NOINLINE void *alloc_generic(ouro_heap_t *h, size_t size) {
 
 void *ouro_alloc(size_t size) {
     ouro_heap_t *h = _ouro_tls_heap;
-    size_t req = size + OURO_PAD;
-    if (OURO_LIKELY(req - 1 < OURO_SMALL_MAX)) { /* size 0 wraps around to the slow path */
-        ouro_block_t *b = ouro_pool_pop(h->cur[OURO_KIND_PLAIN][(req - 1) >> 4]);
+    /* Without a pad, size 0 wraps around to the slow path; with one, size is compared before adding
+     * the pad, so a size near SIZE_MAX cannot wrap into a small class. */
+    bool small = OURO_PAD ? size <= OURO_SMALL_MAX - OURO_PAD : size - 1 < OURO_SMALL_MAX;
+    if (OURO_LIKELY(small)) {
+        ouro_block_t *b = ouro_pool_pop(h->cur[OURO_KIND_PLAIN][(size + OURO_PAD - 1) >> 4]);
         if (OURO_LIKELY(b != NULL)) return b;
     }
     return alloc_generic(h, size);

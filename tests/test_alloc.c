@@ -26,6 +26,22 @@ static void test_size_boundaries(void **state) {
     assert_int_equal(ouro_alloc_check(), 0);
 }
 
+/* Sizes no address space can hold fail cleanly, also near SIZE_MAX where size arithmetic wraps. */
+static void test_size_too_large(void **state) {
+    const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 3, SIZE_MAX - 4096, SIZE_MAX / 2, (size_t)1 << 50};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        ouro_err_clear();
+        assert_null(ouro_alloc(sizes[i]));
+        assert_int_equal(ouro_err_occurred(), OURO_ERR_NOMEM);
+        void *p = ouro_alloc(16);
+        ouro_err_clear();
+        assert_null(ouro_realloc(p, sizes[i]));
+        assert_int_equal(ouro_err_occurred(), OURO_ERR_NOMEM);
+        ouro_free(p); /* still valid after the failed realloc */
+    }
+    ouro_err_clear();
+}
+
 static void test_size_zero_unique(void **state) {
     void *a = ouro_alloc(0), *b = ouro_alloc(0);
     assert_non_null(a);
@@ -385,6 +401,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_size_boundaries),
         cmocka_unit_test(test_size_zero_unique),
+        cmocka_unit_test(test_size_too_large),
         cmocka_unit_test(test_class_sizes),
         cmocka_unit_test(test_realloc_sizes),
         cmocka_unit_test(test_calloc_zero),
