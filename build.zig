@@ -14,12 +14,18 @@ const lib_sources = [_][]const u8{
     "alloc/heap.c",
     "alloc/alloc.c",
     "alloc/stats.c",
+    "threads/thread.c",
+    "threads/stw.c",
+    "threads/defer.c",
+    "threads/lock.c",
+    "threads/fork.c",
 };
 
 /// cmocka unit tests: one executable each.
 const test_sources = [_][]const u8{
     "tests/test_alloc.c",
     "tests/test_alloc_threads.c",
+    "tests/test_threads.c",
 };
 
 /// The stress runner and its scenarios.
@@ -96,7 +102,11 @@ fn cModule(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, files: []con
 
 fn addLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode) *std.Build.Step.Compile {
     const m = cModule(ctx, cfg, ch, &lib_sources, &.{"-DOURO_BUILD_CORE"});
-    m.linkSystemLibrary("pthread", .{});
+    // A static archive records no dependencies (ouro.pc names them); the shared library links them.
+    if (linkage == .dynamic) {
+        m.linkSystemLibrary("pthread", .{});
+        m.linkSystemLibrary("liburcu-qsbr", .{});
+    }
     if (linkage == .dynamic) m.pic = true;
     const lib = ctx.b.addLibrary(.{
         .name = "ouro",
@@ -112,6 +122,7 @@ fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Bui
     const m = cModule(ctx, cfg, ch, files, &.{});
     m.linkLibrary(lib);
     m.linkSystemLibrary("pthread", .{});
+    m.linkSystemLibrary("liburcu-qsbr", .{});
     return ctx.b.addExecutable(.{ .name = name, .root_module = m });
 }
 
@@ -146,6 +157,7 @@ pub fn build(b: *std.Build) void {
         \\Description: concurrent runtime core: per-thread pools, biased refcounts, stop-the-world GC
         \\Version: {d}.{d}.{d}
         \\Libs: -L${{libdir}} -louro
+        \\Requires: liburcu-qsbr
         \\Libs.private: -lpthread
         \\Cflags: -I${{includedir}}
         \\
@@ -200,6 +212,7 @@ pub fn build(b: *std.Build) void {
     const asan_bins = [_]struct { name: []const u8, files: []const []const u8, libs: []const []const u8, args: []const []const u8 }{
         .{ .name = "test_alloc", .files = &.{"tests/test_alloc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_alloc_threads", .files = &.{"tests/test_alloc_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_threads", .files = &.{"tests/test_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {
@@ -216,7 +229,7 @@ pub fn build(b: *std.Build) void {
         cc.addArg("-o");
         const out = cc.addOutputFileArg(bin.name);
         cc.addArgs(bin.libs);
-        cc.addArgs(&.{ "-lpthread", "-ldl" });
+        cc.addArgs(&.{ "-lurcu-qsbr", "-lurcu-common", "-lpthread", "-ldl" });
         const run = std.Build.Step.Run.create(b, b.fmt("run asan {s}", .{bin.name}));
         run.addFileArg(out);
         run.addArgs(bin.args);

@@ -36,11 +36,11 @@ static struct {
     ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
 } arena_state;
 
-static ouro_defer_fn defer_hook; /* written before threads start allocating object pools */
+static ouro_defer_fn defer_hook = _ouro_defer_push; /* arena_lock */
 
 void _ouro_alloc_set_defer_hook(ouro_defer_fn fn) {
     pthread_mutex_lock(&_ouro_arena_lock);
-    defer_hook = fn;
+    defer_hook = fn ? fn : _ouro_defer_push;
     pthread_mutex_unlock(&_ouro_arena_lock);
 }
 
@@ -241,11 +241,13 @@ void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
     OURO_ASSERT(ouro_load_relaxed(&pool->used) == 0 && ouro_load_relaxed(&pool->xfree) == OURO_XFREE_CLAIMED);
     OURO_ASSERT(ouro_load_relaxed(&a->pool_state[i]) == OURO_PT_BLOCKS);
     ouro_store_relaxed(&pool->heap, &_ouro_heap_none);
-    if (pool->kind != OURO_KIND_PLAIN && defer_hook) {
+    if (pool->kind != OURO_KIND_PLAIN) {
         pool->type = OURO_PT_DEFERRED;
         ouro_store_relaxed(&a->pool_state[i], OURO_PT_DEFERRED);
         a->ndeferred++;
-        defer_hook(arena_deferred_done, pool); /* calls back later, asynchronously */
+        pool->defer.fn = arena_deferred_done;
+        pool->defer.arg = pool;
+        defer_hook(&pool->defer); /* calls back later, asynchronously (never under this lock) */
         return;
     }
     pool->type = OURO_PT_FREE;

@@ -56,8 +56,11 @@ static void heap_global_init(void) {
     pthread_atfork(heap_atfork_prepare, heap_atfork_parent, heap_atfork_child);
 }
 
-/* The fork handlers must be in place before any thread can hold a lock, heap or not. */
-__attribute__((constructor)) static void heap_constructor(void) { pthread_once(&heap_once, heap_global_init); }
+void _ouro_alloc_global_init(void) { pthread_once(&heap_once, heap_global_init); }
+
+/* The fork handlers must be in place before any thread can hold a lock, heap or not. threads/ registers
+ * its own later (after calling _ouro_alloc_global_init), so that its prepare handler runs first. */
+__attribute__((constructor(101))) static void heap_constructor(void) { _ouro_alloc_global_init(); }
 
 static uint64_t heap_splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -316,6 +319,7 @@ static void heap_inbox_collect(ouro_heap_t *h, bool settle) {
 /* ---- allocation slow path ---------------------------------------------------------------------------- */
 
 void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
+    ouro_safepoint(); /* every allocation slow path is a safepoint (docs/threads.md) */
     if (h == &_ouro_heap_empty) {
         h = heap_attach();
         if (!h) return NULL;
@@ -389,16 +393,42 @@ static void heap_abandon(ouro_heap_t *h) {
     OURO_ASSERT(ouro_load_relaxed(&h->inbox) == NULL); /* every pool now names another owner */
 }
 
-/* pthread key destructor: the thread is exiting with heap arg. */
-static void heap_thread_exit(void *arg) {
-    ouro_heap_t *h = arg;
+bool (*_Atomic _ouro_alloc_exit_guard)(void);
+
+/* Abandons h and puts the struct on the cache for the next thread. */
+static void heap_retire(ouro_heap_t *h) {
     heap_abandon(h);
-    _ouro_tls_heap = &_ouro_heap_empty;
     pthread_mutex_lock(&heap_lock);
     h->live = false;
     heaps_live--;
     heaps_cached++;
     pthread_mutex_unlock(&heap_lock);
+}
+
+/* pthread key destructor: the thread is exiting with heap arg. */
+static void heap_thread_exit(void *arg) {
+    ouro_heap_t *h = arg;
+    bool (*guard)(void) = ouro_load_acquire(&_ouro_alloc_exit_guard); /* pairs with its release store */
+    if (guard && guard()) return; /* the thread was attached: its detach abandoned the heap */
+    heap_retire(h);
+    _ouro_tls_heap = &_ouro_heap_empty;
+}
+
+void _ouro_alloc_abandon_vanished(ouro_heap_t *h) {
+    if (h && h != &_ouro_heap_empty) heap_retire(h);
+}
+
+ouro_heap_t *_ouro_alloc_thread_heap(void) {
+    ouro_heap_t *h = _ouro_tls_heap;
+    return h != &_ouro_heap_empty ? h : heap_attach();
+}
+
+void _ouro_alloc_thread_exit(void) {
+    ouro_heap_t *h = _ouro_tls_heap;
+    if (h == &_ouro_heap_empty) return;
+    pthread_setspecific(heap_exit_key, NULL);
+    heap_retire(h);
+    _ouro_tls_heap = &_ouro_heap_empty;
 }
 
 void _ouro_heap_counts(size_t *live, size_t *cached) {

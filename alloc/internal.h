@@ -11,6 +11,7 @@
 #endif
 
 #include "core/atomic.h"
+#include "core/defer.h"
 #include "core/debug.h"
 
 #include <pthread.h>
@@ -114,6 +115,7 @@ struct ouro_pool_s {
     uint32_t run_pools;             /* RUN: pools in the run */
     ouro_pool_t *inbox_next;        /* link on a heap inbox (written by the claim winner) */
     size_t run_usable;              /* RUN: usable bytes */
+    ouro_defer_node defer;          /* DEFERRED: the grace-period callback's node */
 };
 
 #define OURO_XFREE_CLAIMED ((uintptr_t)1)
@@ -269,8 +271,25 @@ OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
 /* The grace-period hook for emptied OBJECT/GC pools (the brief's constraint (1)): until it is
  * called back, a pool is DEFERRED: not reused for another class, not unmapped. threads/ installs a
  * hook on RCU; the default calls back at once (no lock-free readers exist yet). */
-typedef void (*ouro_defer_fn)(void (*callback)(void *), void *arg);
+typedef void (*ouro_defer_fn)(ouro_defer_node *node);
+/* Replaces how emptied object pools wait for a grace period (white-box tests); NULL restores the
+ * default, _ouro_defer_push (threads/defer.c). */
+/* Creates the allocator's thread-exit key and registers its fork handlers (once; also a constructor). */
+OURO_INTERNAL void _ouro_alloc_global_init(void);
 OURO_INTERNAL void _ouro_alloc_set_defer_hook(ouro_defer_fn fn);
+
+/* ---- thread exit (heap.c) ------------------------------------------------------------------------- */
+/* Abandons the calling thread's heap now (the threads module's last exit hook); idempotent. */
+OURO_INTERNAL void _ouro_alloc_thread_exit(void);
+/* The calling thread's heap, made now if it has none (attach); NULL with an error when out of memory. */
+OURO_INTERNAL ouro_heap_t *_ouro_alloc_thread_heap(void);
+/* fork() child: abandons the heap of a thread that did not survive the fork (it was stopped at a
+ * safepoint, so the heap is consistent). The caller is the child's only thread. */
+OURO_INTERNAL void _ouro_alloc_abandon_vanished(ouro_heap_t *h);
+/* Called when the heap's thread-exit destructor runs: threads/ installs one that detaches an attached
+ * thread (its exit hooks abandon the heap online, so an exit during a stop never touches the heap) and
+ * returns true; false leaves the heap to the destructor. */
+OURO_INTERNAL extern bool (*_Atomic _ouro_alloc_exit_guard)(void);
 
 /* ---- alloc.c ---------------------------------------------------------------------------------------- */
 /* A block from a pool of the given kind (core/ and gc/ allocate objects here); freed with ouro_free.

@@ -1,13 +1,15 @@
 /* ouro.h — the umbrella header of ouro, a concurrent runtime core.
  *
  * Include this one header. It pulls in the generated build configuration (ouro/config.h), the error
- * and fatal-handler API (ouro/error.h) and the allocator (ouro/alloc.h). Later modules (threads, core
- * objects, gc) add their headers here. Every public symbol is named ouro_* / OURO_*. */
+ * and fatal-handler API (ouro/error.h), the allocator (ouro/alloc.h), threads (ouro/threads.h) and the object lock (ouro/lock.h).
+ * Later modules (core objects, gc) add their headers here. Every public symbol is named ouro_* / OURO_*. */
 #ifndef OURO_H
 #define OURO_H
 
 #include "ouro/config.h"
 #include "ouro/error.h"
 #include "ouro/alloc.h"
+#include "ouro/threads.h"
+#include "ouro/lock.h"
 
 #endif /* OURO_H */

@@ -1,0 +1,267 @@
+/* threads/defer.c — deferred reclamation on liburcu-qsbr grace periods (core/defer.h).
+ *
+ * Pushers put caller-owned nodes on a lock-free stack (CAS, release). ouro's reclaimer thread, an
+ * attached thread named "ouro-reclaim", takes the whole stack (exchange, acquire), reverses it so that
+ * callbacks run in push order, waits for a grace period offline, and runs the callbacks online with a
+ * safepoint between two (so a long batch never delays a stop). The batch being worked on is `inflight`:
+ * the reclaimer changes it only while online and between safepoints, so a stop of the world (fork's)
+ * always finds it whole.
+ *
+ * Why liburcu is not enough for TSan: liburcu 0.13 is built without TSan, so the ordering its grace
+ * period gives (a reader's accesses before its quiescent state happen before the callback) is invisible.
+ * Each attached thread therefore bumps its `quiescent` counter with release order at every quiescent
+ * state (slow safepoint, going offline) before telling liburcu; after synchronize_rcu() returns the
+ * reclaimer loads every registered thread's counter with acquire order (defer_gp_edge). The value it
+ * reads was stored at or after the quiescent state that ended the grace period, so the edge holds in the
+ * C11 model and TSan sees it. Threads that detached meanwhile published their last accesses by
+ * unlocking registry_lock, which the edge takes.
+ *
+ * Lock order: qlock is a leaf (pushers may hold alloc's arena_lock). gp_lock is taken offline, never
+ * with registry_lock held by the same thread except by fork's prepare (which holds the stop, so the
+ * reclaimer cannot be waiting for registry_lock while holding gp_lock: it never nests them). */
+#include "threads/internal.h"
+#include "core/defer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+static _Atomic(ouro_defer_node *) defer_head;      /* pushed, not yet taken */
+static ouro_defer_node *inflight;                   /* the reclaimer's batch (the reclaimer, online) */
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER; /* sleep and wake-up of the reclaimer */
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;   /* work arrived / reclaimer should exit */
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER; /* a barrier's node ran */
+static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER; /* around ouro's synchronize_rcu() calls */
+static pid_t reclaimer_pid;     /* qlock: the process whose reclaimer runs (0: none) */
+static pthread_t reclaimer;     /* qlock */
+static bool reclaimer_exit;     /* qlock: ouro_fini asks it to leave */
+static __thread bool tls_is_reclaimer;
+
+/* The C11 edge of a grace period (see the head comment). The caller is offline and holds no lock, or
+ * holds registry_lock (the stopper): held says which. */
+static void defer_gp_edge(bool held) {
+    if (!held) pthread_mutex_lock(&_ouro_registry_lock);
+    for (ouro_thread_t *t = _ouro_registry; t; t = t->next)
+        (void)atomic_load_explicit(&t->quiescent, memory_order_acquire); /* pairs with _ouro_thread_quiescent */
+    if (!held) pthread_mutex_unlock(&_ouro_registry_lock);
+}
+
+void _ouro_defer_synchronize(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    bool online = me && me->offline_depth == 0 && atomic_load_explicit(&me->state, memory_order_relaxed) == OURO_TS_ONLINE;
+    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_mutex_lock(&gp_lock);
+    synchronize_rcu();
+    pthread_mutex_unlock(&gp_lock);
+    defer_gp_edge(me && me->stopper);
+    if (online) _ouro_thread_come_online(me);
+}
+
+/* Runs the batch in `inflight`, one callback at a time, with a safepoint after each. */
+static void defer_run_batch(void) {
+    while (inflight) {
+        ouro_defer_node *n = inflight;
+        inflight = n->next; /* before fn: fn may free the node */
+        n->fn(n->arg);
+        ouro_safepoint();
+    }
+}
+
+static void *defer_reclaimer(void *arg) {
+    (void)arg;
+    tls_is_reclaimer = true;
+    if (ouro_thread_attach() != 0) _ouro_fatal("the reclaimer thread cannot attach: %s", ouro_err_message());
+    ouro_thread_set_name("ouro-reclaim");
+    ouro_thread_t *me = _ouro_tls_thread;
+    for (;;) {
+        if (!ouro_load_relaxed(&defer_head)) {
+            _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+            pthread_mutex_lock(&qlock);
+            while (!ouro_load_relaxed(&defer_head) && !reclaimer_exit) pthread_cond_wait(&qcond, &qlock);
+            bool leave = reclaimer_exit && !ouro_load_relaxed(&defer_head);
+            pthread_mutex_unlock(&qlock);
+            _ouro_thread_come_online(me);
+            if (leave) break;
+        }
+        /* Online, no safepoint until inflight holds the batch: a stop sees either both or neither. */
+        ouro_defer_node *stack = atomic_exchange_explicit(&defer_head, NULL, memory_order_acquire); /* pairs with the push CAS */
+        ouro_defer_node *fifo = NULL;
+        while (stack) { /* reverse: callbacks run in push order (barriers rely on it) */
+            ouro_defer_node *next = stack->next;
+            stack->next = fifo;
+            fifo = stack;
+            stack = next;
+        }
+        inflight = fifo;
+        _ouro_defer_synchronize();
+        defer_run_batch();
+    }
+    ouro_thread_detach();
+    return NULL;
+}
+
+/* Starts the reclaimer of this process if it has none (qlock held). */
+static void defer_start_locked(void) {
+    if (reclaimer_pid == getpid()) return;
+    _ouro_runtime_init(); /* fork handlers: the reclaimer's state must be reset in a child */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    reclaimer_exit = false;
+    if (pthread_create(&reclaimer, &attr, defer_reclaimer, NULL) == 0) reclaimer_pid = getpid();
+    else _ouro_warn("cannot start the reclaimer thread; deferred callbacks wait until one starts");
+    pthread_attr_destroy(&attr);
+}
+
+void _ouro_defer_push(ouro_defer_node *node) {
+    OURO_ASSERT(node && node->fn);
+    ouro_defer_node *old = ouro_load_relaxed(&defer_head);
+    do node->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&defer_head, &old, node, memory_order_release, memory_order_relaxed));
+    if (old == NULL) { /* the reclaimer may be asleep (it sleeps only on an empty stack) */
+        pthread_mutex_lock(&qlock);
+        defer_start_locked();
+        pthread_cond_signal(&qcond);
+        pthread_mutex_unlock(&qlock);
+    }
+}
+
+/* ---- public API --------------------------------------------------------------------------------------- */
+
+typedef struct {
+    ouro_defer_node node;
+    void (*fn)(void *);
+    void *arg;
+} defer_call;
+
+static void defer_call_run(void *arg) {
+    defer_call *c = arg;
+    void (*fn)(void *) = c->fn;
+    void *a = c->arg;
+    free(c);
+    fn(a);
+}
+
+int ouro_defer(void (*fn)(void *arg), void *arg) {
+    if (!fn) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_defer: fn is NULL");
+        return -1;
+    }
+    defer_call *c = malloc(sizeof *c);
+    if (!c) {
+        _ouro_err_set(OURO_ERR_NOMEM, "ouro_defer: out of memory");
+        return -1;
+    }
+    c->fn = fn;
+    c->arg = arg;
+    c->node.fn = defer_call_run;
+    c->node.arg = c;
+    _ouro_defer_push(&c->node);
+    return 0;
+}
+
+typedef struct {
+    ouro_defer_node node;
+    bool done; /* qlock */
+} defer_barrier_t;
+
+static void defer_barrier_run(void *arg) {
+    defer_barrier_t *b = arg;
+    pthread_mutex_lock(&qlock);
+    b->done = true;
+    pthread_cond_broadcast(&done_cond);
+    pthread_mutex_unlock(&qlock);
+}
+
+/* true when the calling thread cannot wait for callbacks (it would wait for itself). */
+static bool defer_cannot_wait(const char *fn) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (tls_is_reclaimer || (me && me->stopper)) {
+        _ouro_err_set(OURO_ERR_STATE, "%s: called %s", fn, tls_is_reclaimer ? "from a deferred callback" : "while holding a stop of the world");
+        return true;
+    }
+    return false;
+}
+
+int ouro_defer_barrier(void) {
+    if (defer_cannot_wait("ouro_defer_barrier")) return -1;
+    defer_barrier_t b = {.node = {.fn = defer_barrier_run, .arg = &b}, .done = false};
+    _ouro_defer_push(&b.node); /* runs after every node pushed before it */
+    ouro_thread_t *me = _ouro_tls_thread;
+    bool online = me && me->offline_depth == 0;
+    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_mutex_lock(&qlock);
+    while (!b.done) pthread_cond_wait(&done_cond, &qlock);
+    pthread_mutex_unlock(&qlock);
+    if (online) _ouro_thread_come_online(me);
+    return 0;
+}
+
+int ouro_synchronize(void) {
+    if (defer_cannot_wait("ouro_synchronize")) return -1;
+    _ouro_defer_synchronize();
+    return 0;
+}
+
+/* ouro_fini: the reclaimer runs what is queued, then leaves (a later push starts another). */
+void _ouro_defer_shutdown(void) {
+    pthread_mutex_lock(&qlock);
+    bool running = reclaimer_pid == getpid();
+    pthread_t t = reclaimer;
+    reclaimer_exit = true;
+    pthread_cond_signal(&qcond);
+    pthread_mutex_unlock(&qlock);
+    if (!running) return;
+    ouro_thread_t *me = _ouro_tls_thread;
+    bool online = me && me->offline_depth == 0;
+    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_join(t, NULL);
+    if (online) _ouro_thread_come_online(me);
+    pthread_mutex_lock(&qlock);
+    reclaimer_pid = 0;
+    pthread_mutex_unlock(&qlock);
+}
+
+/* ---- fork ------------------------------------------------------------------------------------------------ */
+
+/* Prepare (the world is stopped, the caller is offline in liburcu): no ouro synchronize_rcu() may be in
+ * flight across the fork, since liburcu's grace-period lock would stay held in the child. */
+void _ouro_defer_before_fork(void) {
+    pthread_mutex_lock(&gp_lock);
+    pthread_mutex_lock(&qlock);
+}
+
+void _ouro_defer_after_fork(bool child) {
+    if (!child) {
+        pthread_mutex_unlock(&qlock);
+        pthread_mutex_unlock(&gp_lock);
+        return;
+    }
+    /* The child's only thread: the reclaimer is gone; its batch (whole: it was stopped) waits for a grace
+     * period again, ahead of what was pushed meanwhile. A waiting barrier's thread is gone too. */
+    pthread_mutex_init(&qlock, NULL);
+    pthread_mutex_init(&gp_lock, NULL);
+    pthread_cond_init(&qcond, NULL);
+    pthread_cond_init(&done_cond, NULL);
+    reclaimer_pid = 0;
+    if (inflight) { /* the stack runs newest to oldest: the batch, reversed, goes below what it holds */
+        ouro_defer_node *older = NULL;
+        for (ouro_defer_node *n = inflight, *next; n; n = next) {
+            next = n->next;
+            n->next = older;
+            older = n;
+        }
+        ouro_defer_node *top = ouro_load_relaxed(&defer_head);
+        if (top) {
+            ouro_defer_node *last = top;
+            while (last->next) last = last->next;
+            last->next = older;
+        } else {
+            ouro_store_relaxed(&defer_head, older);
+        }
+        inflight = NULL;
+    }
+    if (ouro_load_relaxed(&defer_head)) defer_start_locked();
+}

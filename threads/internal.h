@@ -1,0 +1,98 @@
+/* threads/internal.h — the thread registry and the stop protocol's shared state.
+ *
+ * Thread states (docs/threads.md has the diagram). Written by the thread itself, read by the stopper:
+ *   ONLINE   may touch the heap; must reach safepoints;
+ *   OFFLINE  inside an offline section (or attaching/detaching): touches nothing of ouro's;
+ *   PARKED   stopped at a safepoint (or on its way online) while the world is stopped.
+ * Every store of a state is seq_cst and pairs with the stopper's seq_cst loads (a thread that comes
+ * online stores ONLINE then loads the stop flag; the stopper stores the flag then loads the states);
+ * a store of OFFLINE or PARKED also releases what the thread wrote before to the stopper's acquire.
+ *
+ * Lock order (docs/threads.md): object locks -> stw_lock -> registry_lock -> liburcu's locks;
+ * registry_lock -> park_lock; defer gp_lock -> liburcu's locks; the leaves: park_lock, watch_lock, the
+ * defer queue's lock, parking-lot buckets, alloc's heap_lock and arena_lock. No internal lock is held
+ * across a safepoint, and no thread blocks on one while online unless it is the stopper or the lock is
+ * a leaf held only briefly by threads that never wait for a stop while holding it. */
+#ifndef OURO_THREADS_INTERNAL_H
+#define OURO_THREADS_INTERNAL_H
+#ifndef OURO_BUILD_CORE
+#error "threads/internal.h is internal to libouro"
+#endif
+
+#include "core/atomic.h"
+#include "core/debug.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum { OURO_TS_ONLINE = 1, OURO_TS_OFFLINE = 2, OURO_TS_PARKED = 3 };
+
+struct urcu_qsbr_reader;
+struct ouro_heap_s;
+
+typedef struct ouro_thread_s ouro_thread_t;
+struct ouro_thread_s {
+    _Atomic int state;          /* OURO_TS_*: the thread writes, the stopper and watchdog read */
+    _Atomic uint64_t quiescent; /* bumped (release) at each quiescent state: the TSan-visible edge of a
+                                 * grace period (threads/defer.c) */
+    struct urcu_qsbr_reader *urcu_reader; /* the thread's liburcu reader (fork: unlinked in the child) */
+    struct ouro_heap_s *heap;   /* the thread's heap (fork: abandoned in the child) */
+    int offline_depth;          /* nested offline sections (the thread only) */
+    bool stopper;               /* holds the stop (the thread only) */
+    pid_t os_tid;               /* for diagnostics */
+    char name[32];              /* for diagnostics (the thread writes under registry_lock) */
+    ouro_thread_t *next, *prev; /* the registry (registry_lock) */
+};
+
+OURO_INTERNAL extern __thread ouro_thread_t *_ouro_tls_thread;
+OURO_INTERNAL extern pthread_mutex_t _ouro_registry_lock;
+OURO_INTERNAL extern ouro_thread_t *_ouro_registry;
+OURO_INTERNAL extern unsigned _ouro_stop_warn_ms;
+
+/* thread.c */
+/* Reports a quiescent state to ouro's grace-period edge (before liburcu's): see threads/defer.c. */
+static inline void _ouro_thread_quiescent(ouro_thread_t *me) {
+    atomic_fetch_add_explicit(&me->quiescent, 1, memory_order_release); /* pairs with defer_gp_edge() */
+}
+
+/* Starts the runtime (once): environment tunables, the thread-exit key, the stop protocol, fork
+ * handlers. Every entry point that can create state of threads/ calls it first. */
+OURO_INTERNAL void _ouro_runtime_init(void);
+
+/* fork.c: registers the fork handlers (from _ouro_runtime_init). */
+OURO_INTERNAL void _ouro_fork_init(void);
+
+/* fork() child: the registry holds only the forking thread (attached or not). */
+OURO_INTERNAL void _ouro_threads_after_fork_child(size_t attached);
+
+/* stw.c */
+OURO_INTERNAL extern _Atomic int _ouro_stop_requested;
+/* Initialises the stop protocol's condition variables (once; before any thread can park). */
+OURO_INTERNAL void _ouro_stw_init(void);
+/* Sets state ONLINE and comes online in liburcu; parks first while a stop is pending. */
+OURO_INTERNAL void _ouro_thread_come_online(ouro_thread_t *me);
+/* Goes offline in liburcu and stores state (OFFLINE or PARKED); wakes a waiting stopper. */
+OURO_INTERNAL void _ouro_thread_go_offline(ouro_thread_t *me, int state);
+/* fork()'s prepare handler: stops the world (the caller may be attached online, attached offline, or
+ * not attached; when it holds a stop already, that one spans the fork and false is returned), then
+ * takes the stop protocol's leaf locks. */
+OURO_INTERNAL bool _ouro_stw_stop_for_fork(void);
+/* Parent and child: releases the leaf locks (the child also resets the condition variables and the
+ * watchdog, whose waiters are gone) and starts the world when stopped says the prepare stopped it. */
+OURO_INTERNAL void _ouro_stw_start_after_fork(bool child, bool stopped);
+
+/* defer.c */
+/* Waits for a grace period; the caller (attached or not) is offline while it waits. */
+OURO_INTERNAL void _ouro_defer_synchronize(void);
+/* fork(): the reclaimer's lock and batch (prepare, parent, child). */
+OURO_INTERNAL void _ouro_defer_before_fork(void);
+OURO_INTERNAL void _ouro_defer_after_fork(bool child);
+/* ouro_fini: runs what is queued and stops the reclaimer thread. */
+OURO_INTERNAL void _ouro_defer_shutdown(void);
+
+/* lock.c: fork() child: resets the parking lot (its waiters are gone). */
+OURO_INTERNAL void _ouro_lock_after_fork_child(void);
+
+#endif /* OURO_THREADS_INTERNAL_H */

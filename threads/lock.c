@@ -1,0 +1,107 @@
+/* threads/lock.c — the slow paths of the one-byte object lock (ouro/lock.h): a parking lot.
+ *
+ * Waiters park in one of LOT_BUCKETS buckets chosen by the lock's address; a bucket is a mutex, a
+ * condition variable and a count of its waiters (for every lock that hashes there). Protocol:
+ *   waiter:   under the bucket mutex, takes the lock if it is free (setting PARKED when other waiters
+ *             remain in the bucket), else sets PARKED and waits on the condition variable;
+ *   unlocker: the fast path's CAS LOCKED -> 0 fails only when PARKED is set; it then clears the byte
+ *             under the bucket mutex and wakes the bucket's waiters.
+ * A waiter sets PARKED under the bucket mutex before it waits, and an unlocker that sees PARKED takes
+ * that mutex before it wakes, so a wake-up is never lost. PARKED may stay set with nobody parked (the
+ * bucket is shared); that costs one slow unlock. Attached waiters are offline while they wait. */
+#include "threads/internal.h"
+
+#include <sched.h>
+
+#include "ouro/lock.h"
+
+enum { LOT_BUCKETS = 256, LOT_SPINS = 64 };
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    unsigned waiters; /* mutex */
+} __attribute__((aligned(128))) lot_bucket;
+
+static lot_bucket lot[LOT_BUCKETS];
+static pthread_once_t lot_once = PTHREAD_ONCE_INIT;
+
+static void lot_init(void) {
+    _ouro_runtime_init(); /* fork handlers: a child resets the parking lot */
+    for (int i = 0; i < LOT_BUCKETS; i++) {
+        pthread_mutex_init(&lot[i].mutex, NULL);
+        pthread_cond_init(&lot[i].cond, NULL);
+        lot[i].waiters = 0;
+    }
+}
+
+static lot_bucket *lot_bucket_of(const ouro_lock_t *l) {
+    uintptr_t a = (uintptr_t)l;
+    a ^= a >> 17;
+    a *= 0x9e3779b97f4a7c15ULL;
+    return &lot[(a >> 56) % LOT_BUCKETS];
+}
+
+int ouro_lock_slow(ouro_lock_t *l) {
+    if (!l) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_lock: lock is NULL");
+        return -1;
+    }
+    for (int i = 0; i < LOT_SPINS; i++) {
+        if (ouro_lock_try(l)) return 0;
+        if (i > LOT_SPINS / 2) sched_yield();
+        else __builtin_ia32_pause();
+    }
+    pthread_once(&lot_once, lot_init);
+    ouro_thread_t *me = _ouro_tls_thread;
+    bool online = me && me->offline_depth == 0 && !me->stopper;
+    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    lot_bucket *b = lot_bucket_of(l);
+    pthread_mutex_lock(&b->mutex);
+    b->waiters++;
+    for (;;) {
+        uint8_t v = __atomic_load_n(&l->bits, __ATOMIC_RELAXED);
+        if (!(v & OURO_LOCK_LOCKED)) {
+            uint8_t want = OURO_LOCK_LOCKED | (b->waiters > 1 ? OURO_LOCK_PARKED : 0);
+            if (__atomic_compare_exchange_n(&l->bits, &v, want, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) break;
+            continue;
+        }
+        if (!(v & OURO_LOCK_PARKED) &&
+            !__atomic_compare_exchange_n(&l->bits, &v, (uint8_t)(v | OURO_LOCK_PARKED), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            continue;
+        pthread_cond_wait(&b->cond, &b->mutex);
+    }
+    b->waiters--;
+    pthread_mutex_unlock(&b->mutex);
+    if (online) _ouro_thread_come_online(me); /* may park for a stop, holding l: allowed */
+    return 0;
+}
+
+int ouro_unlock_slow(ouro_lock_t *l) {
+    if (!l) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_unlock: lock is NULL");
+        return -1;
+    }
+    uint8_t v = __atomic_load_n(&l->bits, __ATOMIC_RELAXED);
+    if (!(v & OURO_LOCK_LOCKED)) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_unlock: lock %p is not locked", (void *)l);
+        return -1;
+    }
+    if (!(v & OURO_LOCK_PARKED)) { /* the fast path lost a race with nobody: retry it */
+        if (__atomic_compare_exchange_n(&l->bits, &v, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return 0;
+    }
+    /* PARKED is set and only the bucket's waiters (under its mutex) or we can change the byte now. */
+    pthread_once(&lot_once, lot_init);
+    lot_bucket *b = lot_bucket_of(l);
+    pthread_mutex_lock(&b->mutex);
+    __atomic_store_n(&l->bits, 0, __ATOMIC_RELEASE); /* pairs with the waiters' acquire CAS */
+    if (b->waiters) pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->mutex);
+    return 0;
+}
+
+/* fork() child: the waiters are gone, and so may be a thread that held a bucket's mutex. A lock held by
+ * a vanished thread stays held (as with any mutex across fork). */
+void _ouro_lock_after_fork_child(void) {
+    lot_init();
+}

@@ -1,0 +1,248 @@
+/* threads/stw.c — safepoints, parking and stop-the-world on liburcu QSBR.
+ *
+ * The stop protocol (docs/threads.md has the argument):
+ *   stopper:  takes stw_lock (offline while it waits for it) and registry_lock (no attach/detach
+ *             during the stop); stores stop_requested = 1; calls synchronize_rcu(), which moves the
+ *             grace-period counter so that every online thread's safepoint falls into its slow path;
+ *             then waits until every other registered thread is PARKED or OFFLINE (acquire).
+ *   mutator:  at a safepoint whose compare fails, reports a quiescent state, then loads the flag; when
+ *             set it goes offline and parks until the flag is cleared.
+ *   online:   a thread coming online stores ONLINE, then loads the flag; when set it parks first.
+ *   start:    the stopper clears the flag under park_lock and wakes the parked threads.
+ * A watchdog thread prints, every stop_warn_ms while a stop waits, the threads not yet stopped. */
+#include "threads/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+_Atomic int _ouro_stop_requested;
+
+static pthread_mutex_t stw_lock = PTHREAD_MUTEX_INITIALIZER; /* one stop at a time */
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;    /* parked threads wait for the start */
+static pthread_cond_t stopped_cond; /* the stopper waits for parked threads (timed: monotonic clock) */
+
+/* The watchdog: armed by the stopper with the stop's reason; guarded by watch_lock. */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cond; /* timed: monotonic clock */
+static pthread_once_t stw_once = PTHREAD_ONCE_INIT;
+
+/* The timed condition variables measure the monotonic clock, like their deadlines. */
+static void stw_init(void) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&stopped_cond, &attr);
+    pthread_cond_init(&watch_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+void _ouro_stw_init(void) { pthread_once(&stw_once, stw_init); }
+static struct {
+    pid_t pid; /* the process that started the watchdog: a forked child starts its own */
+    bool armed;
+    const char *reason;
+    struct timespec since;
+} watch;
+
+static struct timespec stw_deadline(unsigned ms) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Prints the registered threads that are still online (registry stable: the stopper holds its lock
+ * and armed us after taking it). */
+static void stw_report_laggards(const char *reason, double waited_s) {
+    char line[160];
+    int n = 0;
+    for (ouro_thread_t *t = _ouro_registry; t; t = t->next) {
+        if (t->stopper || ouro_load_acquire(&t->state) != OURO_TS_ONLINE) continue;
+        snprintf(line, sizeof line, "thread %d%s%s%s has not reached a safepoint", (int)t->os_tid,
+                 t->name[0] ? " (" : "", t->name, t->name[0] ? ")" : "");
+        _ouro_warn("stop '%s' waiting %.1f s: %s", reason, waited_s, line);
+        n++;
+    }
+    if (n == 0) _ouro_warn("stop '%s' waiting %.1f s: threads are parking", reason, waited_s);
+}
+
+static void *stw_watchdog(void *arg) {
+    pthread_mutex_lock(&watch_lock);
+    for (;;) {
+        while (!watch.armed) pthread_cond_wait(&watch_cond, &watch_lock);
+        struct timespec deadline = stw_deadline(_ouro_stop_warn_ms);
+        while (watch.armed && pthread_cond_timedwait(&watch_cond, &watch_lock, &deadline) != ETIMEDOUT) {
+        }
+        if (!watch.armed) continue;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - watch.since.tv_sec) + (now.tv_nsec - watch.since.tv_nsec) * 1e-9;
+        stw_report_laggards(watch.reason, waited);
+    }
+    return NULL;
+}
+
+static void stw_watch(bool arm, const char *reason) {
+    pthread_mutex_lock(&watch_lock);
+    if (arm && watch.pid != getpid()) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, stw_watchdog, NULL) == 0) watch.pid = getpid();
+        pthread_attr_destroy(&attr);
+    }
+    watch.armed = arm;
+    watch.reason = reason;
+    clock_gettime(CLOCK_MONOTONIC, &watch.since);
+    pthread_cond_signal(&watch_cond);
+    pthread_mutex_unlock(&watch_lock);
+}
+
+/* ---- thread side ------------------------------------------------------------------------------------ */
+
+/* Parks the calling thread (already offline in liburcu) until no stop is requested. */
+static void stw_park(ouro_thread_t *me) {
+    pthread_mutex_lock(&park_lock);
+    ouro_store_release(&me->state, OURO_TS_PARKED); /* pairs with the stopper's acquire in stw_all_stopped() */
+    pthread_cond_broadcast(&stopped_cond);
+    while (ouro_load_acquire(&_ouro_stop_requested)) pthread_cond_wait(&park_cond, &park_lock);
+    pthread_mutex_unlock(&park_lock);
+}
+
+void _ouro_thread_come_online(ouro_thread_t *me) {
+    for (;;) {
+        /* seq_cst store then seq_cst load: pairs with the stopper's flag store and state loads. */
+        atomic_store(&me->state, OURO_TS_ONLINE);
+        if (me->stopper || !atomic_load(&_ouro_stop_requested)) break;
+        stw_park(me);
+    }
+    rcu_thread_online();
+}
+
+void _ouro_thread_go_offline(ouro_thread_t *me, int state) {
+    _ouro_thread_quiescent(me);
+    rcu_thread_offline();
+    atomic_store(&me->state, state); /* seq_cst: also releases the thread's writes to the stopper */
+    if (atomic_load(&_ouro_stop_requested)) { /* a stopper may be waiting for us */
+        pthread_mutex_lock(&park_lock);
+        pthread_cond_broadcast(&stopped_cond);
+        pthread_mutex_unlock(&park_lock);
+    }
+}
+
+void ouro_safepoint_slow(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!me || me->offline_depth > 0) return; /* not attached, or offline: nothing to report */
+    _ouro_thread_quiescent(me);
+    rcu_quiescent_state();
+    /* The flag was stored before the grace period that sent us here began: we see it. */
+    if (me->stopper || !atomic_load(&_ouro_stop_requested)) return;
+    _ouro_thread_go_offline(me, OURO_TS_PARKED);
+    stw_park(me);
+    _ouro_thread_come_online(me);
+}
+
+/* ---- stopper side ----------------------------------------------------------------------------------- */
+
+/* true when every registered thread but the stopper is parked or offline (park_lock held). */
+static bool stw_all_stopped(void) {
+    for (ouro_thread_t *t = _ouro_registry; t; t = t->next) {
+        if (t->stopper) continue;
+        /* seq_cst (acquire): pairs with the thread's state stores */
+        if (atomic_load(&t->state) == OURO_TS_ONLINE) return false;
+    }
+    return true;
+}
+
+/* The calling thread holds the stop (attached or not). */
+static __thread bool tls_holds_stop;
+
+/* Takes the stop for the calling thread (me: its record, NULL when not attached). An online caller waits
+ * for stw_lock offline (the stopper ahead of it waits for it to park) and holds the stop online; an
+ * offline caller stays offline. Returns with every other attached thread parked or offline. */
+static void stw_stop(ouro_thread_t *me, const char *reason) {
+    _ouro_runtime_init();
+    bool online = me && me->offline_depth == 0;
+    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_mutex_lock(&stw_lock);
+    if (me) me->stopper = true;
+    if (online) _ouro_thread_come_online(me); /* no stop can be pending: we hold stw_lock */
+    pthread_mutex_lock(&_ouro_registry_lock);
+    atomic_store(&_ouro_stop_requested, 1); /* seq_cst: pairs with the threads' state stores */
+    stw_watch(true, reason ? reason : "(no reason)");
+    synchronize_rcu(); /* every online thread passes a safepoint: it sees the flag */
+    pthread_mutex_lock(&park_lock);
+    while (!stw_all_stopped()) {
+        struct timespec deadline = stw_deadline(1);
+        pthread_cond_timedwait(&stopped_cond, &park_lock, &deadline);
+    }
+    pthread_mutex_unlock(&park_lock);
+    stw_watch(false, NULL);
+    tls_holds_stop = true;
+}
+
+int ouro_stop_the_world(const char *reason) {
+    if (tls_holds_stop) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_stop_the_world: this thread already holds a stop");
+        return -1;
+    }
+    stw_stop(_ouro_tls_thread, reason);
+    return 0;
+}
+
+int ouro_start_the_world(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!tls_holds_stop) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_start_the_world: this thread holds no stop");
+        return -1;
+    }
+    pthread_mutex_lock(&park_lock);
+    ouro_store_release(&_ouro_stop_requested, 0); /* pairs with the acquire in stw_park() */
+    pthread_cond_broadcast(&park_cond);
+    pthread_mutex_unlock(&park_lock);
+    pthread_mutex_unlock(&_ouro_registry_lock);
+    if (me) me->stopper = false;
+    tls_holds_stop = false;
+    pthread_mutex_unlock(&stw_lock);
+    return 0;
+}
+
+/* ---- fork ------------------------------------------------------------------------------------------------ */
+
+bool _ouro_stw_stop_for_fork(void) {
+    bool stopped = !tls_holds_stop; /* else the caller's own stop spans the fork */
+    if (stopped) stw_stop(_ouro_tls_thread, "fork");
+    /* Threads that stored OFFLINE may still be about to take park_lock to wake us, and the watchdog
+     * may be printing: no lock of ours may be held by a thread that the child will not have. */
+    pthread_mutex_lock(&park_lock);
+    pthread_mutex_lock(&watch_lock);
+    return stopped;
+}
+
+static void stw_after_fork_child(void) {
+    /* The parked threads, the watchdog and their condition-variable waits are gone. */
+    pthread_cond_init(&park_cond, NULL);
+    stw_init();
+    watch.armed = false;
+    watch.pid = 0;
+}
+
+void _ouro_stw_start_after_fork(bool child, bool stopped) {
+    pthread_mutex_unlock(&watch_lock);
+    pthread_mutex_unlock(&park_lock);
+    if (child) stw_after_fork_child();
+    if (stopped) ouro_start_the_world();
+}

@@ -1,0 +1,190 @@
+/* threads/thread.c — the runtime's start, the thread registry, attach and detach, offline sections,
+ * and the ordered exit hooks that run when an attached thread leaves. */
+#include "threads/internal.h"
+#include "alloc/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+__thread ouro_thread_t *_ouro_tls_thread;
+pthread_mutex_t _ouro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+ouro_thread_t *_ouro_registry;
+unsigned _ouro_stop_warn_ms = 1000;
+
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_exit_key;
+static _Atomic int runtime_configured; /* ouro_init() ran with an explicit configuration */
+static size_t threads_attached;        /* registry_lock */
+
+static void thread_exit(void *arg);
+static void thread_leave(ouro_thread_t *me);
+
+/* alloc's heap destructor ran before ours: the whole detach happens now, so that the heap is abandoned
+ * online (never during a stop) and the record forgets it (installed in alloc/). */
+static bool thread_exit_guard(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!me) return false;
+    thread_exit(me);
+    return true;
+}
+
+static void thread_global_init(void) {
+    const char *env = getenv("OURO_STOP_WARN_MS");
+    if (env && *env) {
+        char *end;
+        unsigned long ms = strtoul(env, &end, 10);
+        if (*end == '\0' && ms > 0 && ms < 3600000) _ouro_stop_warn_ms = (unsigned)ms;
+        else _ouro_warn("OURO_STOP_WARN_MS=%s is not a number of milliseconds in 1..3600000; ignored", env);
+    }
+    if (pthread_key_create(&thread_exit_key, thread_exit) != 0) _ouro_fatal("pthread_key_create failed");
+    _ouro_stw_init();
+    _ouro_fork_init();
+    ouro_store_release(&_ouro_alloc_exit_guard, thread_exit_guard); /* pairs with heap_thread_exit() */
+}
+
+void _ouro_runtime_init(void) { pthread_once(&thread_once, thread_global_init); }
+
+int ouro_init(const ouro_config *cfg) {
+    if (cfg && cfg->size != 0 && cfg->size != sizeof *cfg) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_init: config size %zu, expected %zu", cfg->size, sizeof *cfg);
+        return -1;
+    }
+    _ouro_runtime_init();
+    if (!cfg) return 0;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&runtime_configured, &expected, 1)) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_init: the runtime is configured already");
+        return -1;
+    }
+    if (cfg->stop_warn_ms) _ouro_stop_warn_ms = cfg->stop_warn_ms;
+    return 0;
+}
+
+int ouro_thread_attach(void) {
+    if (_ouro_tls_thread) return 0;
+    _ouro_runtime_init();
+    ouro_thread_t *me = calloc(1, sizeof *me);
+    if (!me) {
+        _ouro_err_set(OURO_ERR_NOMEM, "ouro_thread_attach: out of memory");
+        return -1;
+    }
+    me->os_tid = (pid_t)syscall(SYS_gettid);
+    atomic_init(&me->state, OURO_TS_OFFLINE);
+    me->urcu_reader = &URCU_TLS(urcu_qsbr_reader);
+    /* Under registry_lock (which a stopper, fork's included, holds for the whole stop): liburcu's
+     * registration, which starts the thread online there, then offline at once; then the registry.
+     * The thread comes online the checked way below. */
+    pthread_mutex_lock(&_ouro_registry_lock);
+    rcu_register_thread();
+    rcu_thread_offline();
+    me->next = _ouro_registry;
+    if (me->next) me->next->prev = me;
+    _ouro_registry = me;
+    threads_attached++;
+    pthread_mutex_unlock(&_ouro_registry_lock);
+    _ouro_tls_thread = me;
+    pthread_setspecific(thread_exit_key, me);
+    _ouro_thread_come_online(me);
+    me->heap = _ouro_alloc_thread_heap(); /* online: may touch the heap */
+    if (!me->heap) {
+        ouro_err saved = ouro_err_occurred();
+        thread_leave(me);
+        _ouro_err_set(saved ? saved : OURO_ERR_NOMEM, "ouro_thread_attach: cannot make the thread's heap");
+        return -1;
+    }
+    return 0;
+}
+
+/* Leaves: exit hooks online, then offline out of the registry and liburcu. */
+static void thread_leave(ouro_thread_t *me) {
+    if (me->offline_depth > 0) {
+        me->offline_depth = 0;
+        _ouro_thread_come_online(me);
+    }
+    me->heap = NULL; /* no safepoint until the heap is abandoned: a fork sees it whole or gone */
+    _ouro_alloc_thread_exit(); /* the last exit hook: the heap is abandoned to the arena */
+    _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_mutex_lock(&_ouro_registry_lock);
+    if (me->prev) me->prev->next = me->next; else _ouro_registry = me->next;
+    if (me->next) me->next->prev = me->prev;
+    threads_attached--;
+    rcu_unregister_thread();
+    pthread_mutex_unlock(&_ouro_registry_lock);
+    _ouro_tls_thread = NULL;
+    pthread_setspecific(thread_exit_key, NULL);
+    free(me);
+}
+
+/* pthread key destructor: the thread exits attached. */
+static void thread_exit(void *arg) {
+    ouro_thread_t *me = arg;
+    if (_ouro_tls_thread != me) return;
+    if (me->stopper) {
+        _ouro_warn("thread %d exits holding a stop of the world; starting it", (int)me->os_tid);
+        ouro_start_the_world();
+    }
+    thread_leave(me);
+}
+
+int ouro_thread_detach(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!me) return 0;
+    if (me->stopper || me->offline_depth > 0) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_thread_detach: %s", me->stopper ? "the thread holds a stop" : "inside an offline section");
+        return -1;
+    }
+    thread_leave(me);
+    return 0;
+}
+
+int ouro_thread_set_name(const char *name) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!me || !name) {
+        _ouro_err_set(me ? OURO_ERR_INVALID : OURO_ERR_STATE, "ouro_thread_set_name: %s", me ? "name is NULL" : "thread not attached");
+        return -1;
+    }
+    pthread_mutex_lock(&_ouro_registry_lock); /* the watchdog reads names under the stop */
+    snprintf(me->name, sizeof me->name, "%s", name);
+    pthread_mutex_unlock(&_ouro_registry_lock);
+    return 0;
+}
+
+int ouro_offline_begin(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!me) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_offline_begin: thread not attached");
+        return -1;
+    }
+    if (me->offline_depth++ == 0) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    return 0;
+}
+
+int ouro_offline_end(void) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    if (!me || me->offline_depth == 0) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_offline_end: %s", me ? "not offline" : "thread not attached");
+        return -1;
+    }
+    if (--me->offline_depth == 0) _ouro_thread_come_online(me);
+    return 0;
+}
+
+void _ouro_threads_after_fork_child(size_t attached) { threads_attached = attached; }
+
+int ouro_fini(void) {
+    _ouro_defer_shutdown(); /* its thread is attached: it runs what is queued and leaves */
+    pthread_mutex_lock(&_ouro_registry_lock);
+    size_t others = threads_attached - (_ouro_tls_thread ? 1 : 0);
+    pthread_mutex_unlock(&_ouro_registry_lock);
+    if (others) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_fini: %zu other threads are still attached", others);
+        return -1;
+    }
+    return ouro_thread_detach();
+}
