@@ -5,6 +5,11 @@
 #define OURO_BUILD_CORE 1 /* white-box tests of object pools and the grace-period hook */
 #include "alloc/internal.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
 /* Allocates size bytes, checks alignment and usable size, fills the usable size, frees. */
 static void check_size(size_t size) {
     unsigned char *p = ouro_alloc(size);
@@ -401,6 +406,52 @@ static void test_object_pool_grace_period(void **state) {
     _ouro_alloc_set_defer_hook(NULL);
 }
 
+/* With the default hook, emptied object pools wait for ouro's reclaimer: while an attached thread stays
+ * in a read-side section (online, no safepoint) none returns; after it passes a safepoint all do. */
+static atomic_int reader_state;
+
+static void *reader_holding(void *arg) {
+    ouro_thread_attach();
+    atomic_store(&reader_state, 1);
+    while (atomic_load(&reader_state) != 2) { /* online, no quiescent state */
+    }
+    ouro_safepoint();
+    ouro_thread_detach();
+    return NULL;
+}
+
+static void test_object_pool_default_defer(void **state) {
+    enum { N = 2000 };
+    static void *v[N];
+    ouro_alloc_collect();
+    assert_int_equal(ouro_defer_barrier(), 0);
+    ouro_alloc_stats_t base;
+    assert_int_equal(ouro_alloc_stats(&base), 0);
+    assert_int_equal(base.pools_deferred, 0);
+    pthread_t t;
+    atomic_store(&reader_state, 0);
+    pthread_create(&t, NULL, reader_holding, NULL);
+    while (atomic_load(&reader_state) != 1) sched_yield();
+    for (int i = 0; i < N; i++) v[i] = _ouro_alloc_kind(OURO_KIND_GC, 200);
+    for (int i = 0; i < N; i++) ouro_free(v[i]);
+    ouro_alloc_collect();
+    ouro_alloc_stats_t held;
+    assert_int_equal(ouro_alloc_stats(&held), 0);
+    struct timespec ms50 = {0, 50000000L};
+    nanosleep(&ms50, NULL);
+    ouro_alloc_stats_t later;
+    assert_int_equal(ouro_alloc_stats(&later), 0);
+    atomic_store(&reader_state, 2);
+    pthread_join(t, NULL);
+    assert_true(held.pools_deferred >= 2); /* 2000 x 208 B spans several pools */
+    assert_int_equal(later.pools_deferred, held.pools_deferred); /* the grace period waits for the reader */
+    assert_int_equal(ouro_defer_barrier(), 0);
+    ouro_alloc_stats_t after;
+    assert_int_equal(ouro_alloc_stats(&after), 0);
+    assert_int_equal(after.pools_deferred, 0);
+    assert_int_equal(test_blocks_in_use(&after), test_blocks_in_use(&base));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_size_boundaries),
@@ -418,6 +469,7 @@ int main(void) {
         cmocka_unit_test(test_fatal_handler),
         cmocka_unit_test(test_object_pool_keeps_header_words),
         cmocka_unit_test(test_object_pool_grace_period),
+        cmocka_unit_test(test_object_pool_default_defer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,10 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <time.h>
+
+#include "ouro/lock.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -206,6 +209,259 @@ static void test_concurrent_stoppers(void **state) {
     ouro_err_clear();
 }
 
+/* ---- a forked child works ---------------------------------------------------------------------------- */
+enum { FORK_WORKERS = 3, FORK_BLOCKS = 200 };
+static void *fork_blocks[FORK_WORKERS][FORK_BLOCKS]; /* published by each worker before fork_ready */
+static atomic_int fork_ready, fork_run;
+
+static void *fork_worker(void *arg) {
+    int id = (int)(intptr_t)arg;
+    ouro_thread_attach();
+    for (int i = 0; i < FORK_BLOCKS; i++) {
+        fork_blocks[id][i] = ouro_alloc(48);
+        memset(fork_blocks[id][i], 0x40 + id, 48);
+    }
+    atomic_fetch_add(&fork_ready, 1);
+    while (atomic_load_explicit(&fork_run, memory_order_relaxed)) { /* keep allocating */
+        void *p = ouro_alloc(16 + (size_t)(id * 24));
+        ouro_free(p);
+        ouro_safepoint();
+    }
+    for (int i = 0; i < FORK_BLOCKS; i++) ouro_free(fork_blocks[id][i]);
+    return NULL;
+}
+
+static atomic_int child_deferred_ran;
+static void child_deferred(void *arg) { atomic_fetch_add(&child_deferred_ran, (int)(intptr_t)arg); }
+
+static void *child_thread(void *arg) {
+    if (ouro_thread_attach() != 0) return (void *)1;
+    void *p = ouro_alloc(300);
+    ouro_free(p);
+    ouro_thread_detach();
+    return NULL;
+}
+
+/* In the child: only this thread is attached; the workers' heaps were abandoned, their blocks can be
+ * freed here; the child allocates, starts threads, stops the world, defers, and exits cleanly. */
+static void child_after_fork(void) {
+#define CHILD_CHECK(c) do { if (!(c)) { fprintf(stderr, "child check failed: %s\n", #c); _exit(3); } } while (0)
+    ouro_alloc_stats_t st0, st1;
+    CHILD_CHECK(ouro_alloc_stats(&st0) == 0);
+    CHILD_CHECK(st0.heaps == 1); /* the forking thread's; the workers' are abandoned */
+    CHILD_CHECK(st0.pools_abandoned > 0);
+    for (int id = 0; id < FORK_WORKERS; id++)
+        for (int i = 0; i < FORK_BLOCKS; i++) {
+            unsigned char *b = fork_blocks[id][i];
+            for (int k = 0; k < 48; k++) CHILD_CHECK(b[k] == 0x40 + id);
+            ouro_free(b);
+        }
+    CHILD_CHECK(ouro_alloc_stats(&st1) == 0);
+    CHILD_CHECK(test_blocks_in_use(&st1) == test_blocks_in_use(&st0) - FORK_WORKERS * FORK_BLOCKS);
+    void *p = ouro_alloc(1000);
+    CHILD_CHECK(p != NULL);
+    ouro_free(p);
+    pthread_t t;
+    void *r = (void *)9;
+    CHILD_CHECK(pthread_create(&t, NULL, child_thread, NULL) == 0);
+    pthread_join(t, &r);
+    CHILD_CHECK(r == NULL);
+    CHILD_CHECK(ouro_stop_the_world("child") == 0);
+    CHILD_CHECK(ouro_start_the_world() == 0);
+    CHILD_CHECK(ouro_defer(child_deferred, (void *)5) == 0);
+    CHILD_CHECK(ouro_defer_barrier() == 0);
+    CHILD_CHECK(atomic_load(&child_deferred_ran) == 5);
+    CHILD_CHECK(ouro_synchronize() == 0);
+    CHILD_CHECK(ouro_thread_detach() == 0);
+    CHILD_CHECK(ouro_fini() == 0);
+#undef CHILD_CHECK
+}
+
+static void test_fork_child_works(void **state) {
+    assert_int_equal(ouro_thread_attach(), 0);
+    pthread_t th[FORK_WORKERS];
+    atomic_store(&fork_ready, 0);
+    atomic_store(&fork_run, 1);
+    for (int i = 0; i < FORK_WORKERS; i++) pthread_create(&th[i], NULL, fork_worker, (void *)(intptr_t)i);
+    while (atomic_load(&fork_ready) != FORK_WORKERS) sleep_ms(1);
+    for (int round = 0; round < 3; round++) {
+        char out[4096];
+        int status = test_in_child(child_after_fork, out, sizeof out);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x said: %s\n", status, out);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    /* The parent goes on: its workers still run and free their blocks. */
+    atomic_store(&fork_run, 0);
+    for (int i = 0; i < FORK_WORKERS; i++) pthread_join(th[i], NULL);
+    assert_int_equal(ouro_stop_the_world("after fork"), 0);
+    assert_int_equal(ouro_start_the_world(), 0);
+    assert_int_equal(ouro_thread_detach(), 0);
+}
+
+/* ---- a deferred callback waits for every thread's quiescent state ----------------------------------- */
+static atomic_int reader_phase; /* 1: reading (online, no safepoint); 2: may pass a safepoint; 3: passed */
+static atomic_int reader_passed; /* set just before the reader's safepoint */
+static atomic_int deferred_saw_passed = -1;
+
+static void *slow_reader(void *arg) {
+    ouro_thread_attach();
+    ouro_safepoint();
+    atomic_store(&reader_phase, 1);
+    while (atomic_load(&reader_phase) != 2) { /* a read-side section: online, no quiescent state */
+    }
+    atomic_store(&reader_passed, 1);
+    ouro_safepoint();
+    atomic_store(&reader_phase, 3);
+    ouro_offline_begin(); /* offline: delays no grace period */
+    while (atomic_load(&reader_phase) != 4) sleep_ms(1);
+    ouro_offline_end();
+    ouro_thread_detach();
+    return NULL;
+}
+
+static void record_reader_passed(void *arg) {
+    atomic_store(&deferred_saw_passed, atomic_load(&reader_passed));
+    *(int *)arg = 1; /* plain write read by the test after the barrier: TSan checks the edge */
+}
+
+static void test_defer_waits_for_quiescent_states(void **state) {
+    static int ran;
+    pthread_t t;
+    atomic_store(&reader_phase, 0);
+    atomic_store(&reader_passed, 0);
+    pthread_create(&t, NULL, slow_reader, NULL);
+    while (atomic_load(&reader_phase) != 1) sleep_ms(1);
+    assert_int_equal(ouro_defer(record_reader_passed, &ran), 0);
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&deferred_saw_passed), -1); /* the reader has not passed one */
+    atomic_store(&reader_phase, 2);
+    assert_int_equal(ouro_defer_barrier(), 0);
+    assert_int_equal(atomic_load(&deferred_saw_passed), 1);
+    assert_int_equal(ran, 1);
+    while (atomic_load(&reader_phase) != 3) sleep_ms(1);
+    /* The reader is offline now: a grace period does not wait for it. */
+    double t0 = now_s();
+    assert_int_equal(ouro_synchronize(), 0);
+    assert_int_equal(ouro_defer(record_reader_passed, &ran), 0);
+    assert_int_equal(ouro_defer_barrier(), 0);
+    assert_true(now_s() - t0 < 2.0);
+    atomic_store(&reader_phase, 4);
+    pthread_join(t, NULL);
+}
+
+/* ---- errors of the runtime and the deferral API ---------------------------------------------------- */
+static atomic_int nested_result = 99;
+static void nested_barrier(void *arg) {
+    ouro_err_clear();
+    int r = ouro_defer_barrier();
+    int s = ouro_synchronize();
+    atomic_store(&nested_result, r == -1 && s == -1 && ouro_err_occurred() == OURO_ERR_STATE ? 0 : 1);
+}
+
+static void test_runtime_errors(void **state) {
+    ouro_err_clear();
+    assert_int_equal(ouro_defer(NULL, NULL), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    ouro_config bad = {.size = sizeof bad + 8};
+    assert_int_equal(ouro_init(&bad), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    assert_int_equal(ouro_init(NULL), 0); /* defaults: always fine */
+    /* From a callback, barrier and synchronize would wait for themselves. */
+    assert_int_equal(ouro_defer(nested_barrier, NULL), 0);
+    assert_int_equal(ouro_defer_barrier(), 0);
+    assert_int_equal(atomic_load(&nested_result), 0);
+    /* Nor while holding a stop (the reclaimer may be parked). */
+    assert_int_equal(ouro_stop_the_world("errors"), 0);
+    ouro_err_clear();
+    assert_int_equal(ouro_defer_barrier(), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_STATE);
+    assert_int_equal(ouro_synchronize(), -1);
+    assert_int_equal(ouro_start_the_world(), 0);
+    ouro_err_clear();
+}
+
+/* ---- the object lock -------------------------------------------------------------------------------- */
+enum { LOCKERS = 4, LOCK_ROUNDS = 20000 };
+static ouro_lock_t shared_lock = OURO_LOCK_INIT;
+static long locked_counter; /* plain: only under shared_lock */
+static int lock_inside;     /* plain: 0 outside, 1 inside; checked under the lock */
+static atomic_int lock_violations;
+
+static void *locker(void *arg) {
+    bool attach = (intptr_t)arg & 1; /* half attached, half not */
+    if (attach) ouro_thread_attach();
+    for (int i = 0; i < LOCK_ROUNDS; i++) {
+        if (ouro_lock(&shared_lock) != 0) atomic_fetch_add(&lock_violations, 1);
+        if (lock_inside++ != 0) atomic_fetch_add(&lock_violations, 1);
+        locked_counter++;
+        if (i % 512 == 0) sched_yield(); /* hold it across a reschedule: waiters park */
+        lock_inside--;
+        if (ouro_unlock(&shared_lock) != 0) atomic_fetch_add(&lock_violations, 1);
+        if (attach) ouro_safepoint();
+    }
+    if (attach) ouro_thread_detach();
+    return NULL;
+}
+
+static void test_lock_mutual_exclusion(void **state) {
+    pthread_t th[LOCKERS];
+    for (intptr_t i = 0; i < LOCKERS; i++) pthread_create(&th[i], NULL, locker, (void *)i);
+    /* Stops while lockers contend: a waiter is offline, a holder may park holding the lock. */
+    for (int s = 0; s < 20; s++) {
+        assert_int_equal(ouro_stop_the_world("lock test"), 0);
+        assert_int_equal(ouro_start_the_world(), 0);
+        sleep_ms(1);
+    }
+    for (int i = 0; i < LOCKERS; i++) pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&lock_violations), 0);
+    assert_int_equal(locked_counter, (long)LOCKERS * LOCK_ROUNDS);
+    assert_false(ouro_lock_is_held(&shared_lock));
+}
+
+static ouro_lock_t held_lock = OURO_LOCK_INIT;
+static atomic_int waiter_phase;
+
+static void *lock_waiter(void *arg) {
+    ouro_thread_attach();
+    atomic_store(&waiter_phase, 1);
+    ouro_lock(&held_lock); /* waits (offline) until the main thread unlocks */
+    atomic_store(&waiter_phase, 2);
+    ouro_unlock(&held_lock);
+    ouro_thread_detach();
+    return NULL;
+}
+
+static void test_lock_waiter_does_not_stall_stop(void **state) {
+    assert_int_equal(ouro_lock(&held_lock), 0);
+    assert_true(ouro_lock_is_held(&held_lock));
+    assert_false(ouro_lock_try(&held_lock));
+    pthread_t t;
+    atomic_store(&waiter_phase, 0);
+    pthread_create(&t, NULL, lock_waiter, NULL);
+    while (atomic_load(&waiter_phase) != 1) sleep_ms(1);
+    sleep_ms(50); /* past the spins: parked */
+    double t0 = now_s();
+    assert_int_equal(ouro_stop_the_world("waiter"), 0);
+    double took = now_s() - t0;
+    assert_int_equal(ouro_start_the_world(), 0);
+    assert_true(took < 0.5);
+    assert_int_equal(atomic_load(&waiter_phase), 1);
+    assert_int_equal(ouro_unlock(&held_lock), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(atomic_load(&waiter_phase), 2);
+    assert_false(ouro_lock_is_held(&held_lock));
+    /* Errors. */
+    ouro_err_clear();
+    assert_int_equal(ouro_unlock(&held_lock), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_STATE);
+    assert_int_equal(ouro_lock(NULL), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    assert_int_equal(ouro_unlock(NULL), -1);
+    assert_false(ouro_lock_try(NULL));
+    assert_false(ouro_lock_is_held(NULL));
+    ouro_err_clear();
+}
+
 /* ---- the slow-stop diagnostic (in a child: stderr is captured) ---------------------------------------- */
 static atomic_int spin_go;
 
@@ -252,6 +508,11 @@ int main(void) {
         cmocka_unit_test(test_exit_during_stop),
         cmocka_unit_test(test_concurrent_stoppers),
         cmocka_unit_test(test_slow_stop_diagnostic),
+        cmocka_unit_test(test_fork_child_works),
+        cmocka_unit_test(test_defer_waits_for_quiescent_states),
+        cmocka_unit_test(test_runtime_errors),
+        cmocka_unit_test(test_lock_mutual_exclusion),
+        cmocka_unit_test(test_lock_waiter_does_not_stall_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,7 +56,7 @@ void _ouro_defer_synchronize(void) {
     pthread_mutex_lock(&gp_lock);
     synchronize_rcu();
     pthread_mutex_unlock(&gp_lock);
-    defer_gp_edge(me && me->stopper);
+    defer_gp_edge(_ouro_tls_holds_stop);
     if (online) _ouro_thread_come_online(me);
 }
 
@@ -177,8 +177,7 @@ static void defer_barrier_run(void *arg) {
 
 /* true when the calling thread cannot wait for callbacks (it would wait for itself). */
 static bool defer_cannot_wait(const char *fn) {
-    ouro_thread_t *me = _ouro_tls_thread;
-    if (tls_is_reclaimer || (me && me->stopper)) {
+    if (tls_is_reclaimer || _ouro_tls_holds_stop) {
         _ouro_err_set(OURO_ERR_STATE, "%s: called %s", fn, tls_is_reclaimer ? "from a deferred callback" : "while holding a stop of the world");
         return true;
     }

@@ -69,6 +69,8 @@ OURO_INTERNAL void _ouro_threads_after_fork_child(size_t attached);
 
 /* stw.c */
 OURO_INTERNAL extern _Atomic int _ouro_stop_requested;
+/* The calling thread holds the stop of the world (attached or not). */
+OURO_INTERNAL extern __thread bool _ouro_tls_holds_stop;
 /* Initialises the stop protocol's condition variables (once; before any thread can park). */
 OURO_INTERNAL void _ouro_stw_init(void);
 /* Sets state ONLINE and comes online in liburcu; parks first while a stop is pending. */

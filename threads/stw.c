@@ -7,7 +7,8 @@
  *             then waits until every other registered thread is PARKED or OFFLINE (acquire).
  *   mutator:  at a safepoint whose compare fails, reports a quiescent state, then loads the flag; when
  *             set it goes offline and parks until the flag is cleared.
- *   online:   a thread coming online stores ONLINE, then loads the flag; when set it parks first.
+ *   online:   a thread coming online stores ONLINE, comes online in liburcu, then loads the flag;
+ *             when set it goes offline again and parks.
  *   start:    the stopper clears the flag under park_lock and wakes the parked threads.
  * A watchdog thread prints, every stop_warn_ms while a stop waits, the threads not yet stopped. */
 #include "threads/internal.h"
@@ -124,12 +125,17 @@ static void stw_park(ouro_thread_t *me) {
 
 void _ouro_thread_come_online(ouro_thread_t *me) {
     for (;;) {
-        /* seq_cst store then seq_cst load: pairs with the stopper's flag store and state loads. */
-        atomic_store(&me->state, OURO_TS_ONLINE);
+        /* Online in liburcu first, then the flag: if the load finds no stop, the stopper's flag store
+         * (seq_cst) follows it, and so does the start of the stopper's grace period; that grace period
+         * then waits for this thread (online with an older counter), whose next safepoint takes the
+         * slow path and sees the flag. Were the flag loaded first, the thread could come online after
+         * the grace period began, with the new counter, and poll fast until some later grace period. */
+        atomic_store(&me->state, OURO_TS_ONLINE); /* seq_cst: pairs with the stopper's state loads */
+        rcu_thread_online();                       /* reads the grace-period counter, then a full fence */
         if (me->stopper || !atomic_load(&_ouro_stop_requested)) break;
+        _ouro_thread_go_offline(me, OURO_TS_PARKED);
         stw_park(me);
     }
-    rcu_thread_online();
 }
 
 void _ouro_thread_go_offline(ouro_thread_t *me, int state) {
@@ -167,8 +173,7 @@ static bool stw_all_stopped(void) {
     return true;
 }
 
-/* The calling thread holds the stop (attached or not). */
-static __thread bool tls_holds_stop;
+__thread bool _ouro_tls_holds_stop;
 
 /* Takes the stop for the calling thread (me: its record, NULL when not attached). An online caller waits
  * for stw_lock offline (the stopper ahead of it waits for it to park) and holds the stop online; an
@@ -191,11 +196,11 @@ static void stw_stop(ouro_thread_t *me, const char *reason) {
     }
     pthread_mutex_unlock(&park_lock);
     stw_watch(false, NULL);
-    tls_holds_stop = true;
+    _ouro_tls_holds_stop = true;
 }
 
 int ouro_stop_the_world(const char *reason) {
-    if (tls_holds_stop) {
+    if (_ouro_tls_holds_stop) {
         _ouro_err_set(OURO_ERR_STATE, "ouro_stop_the_world: this thread already holds a stop");
         return -1;
     }
@@ -205,7 +210,7 @@ int ouro_stop_the_world(const char *reason) {
 
 int ouro_start_the_world(void) {
     ouro_thread_t *me = _ouro_tls_thread;
-    if (!tls_holds_stop) {
+    if (!_ouro_tls_holds_stop) {
         _ouro_err_set(OURO_ERR_STATE, "ouro_start_the_world: this thread holds no stop");
         return -1;
     }
@@ -215,7 +220,7 @@ int ouro_start_the_world(void) {
     pthread_mutex_unlock(&park_lock);
     pthread_mutex_unlock(&_ouro_registry_lock);
     if (me) me->stopper = false;
-    tls_holds_stop = false;
+    _ouro_tls_holds_stop = false;
     pthread_mutex_unlock(&stw_lock);
     return 0;
 }
@@ -223,7 +228,7 @@ int ouro_start_the_world(void) {
 /* ---- fork ------------------------------------------------------------------------------------------------ */
 
 bool _ouro_stw_stop_for_fork(void) {
-    bool stopped = !tls_holds_stop; /* else the caller's own stop spans the fork */
+    bool stopped = !_ouro_tls_holds_stop; /* else the caller's own stop spans the fork */
     if (stopped) stw_stop(_ouro_tls_thread, "fork");
     /* Threads that stored OFFLINE may still be about to take park_lock to wake us, and the watchdog
      * may be printing: no lock of ours may be held by a thread that the child will not have. */
