@@ -275,6 +275,7 @@ static void large_account(size_t usable, int sign) {
 }
 
 void *_ouro_large_alloc(size_t size) {
+    ouro_safepoint(); /* an allocation slow path: a safepoint (docs/threads.md) */
     if (size <= RUN_MAX_USABLE) {
         uint32_t count = (uint32_t)((size + OURO_POOL_SIZE - 1) >> OURO_POOL_SHIFT);
         pthread_mutex_lock(&_ouro_arena_lock);

@@ -9,6 +9,9 @@
 
 #include "ouro/lock.h"
 
+#define OURO_BUILD_CORE 1 /* white box: the exit-hook table */
+#include "threads/internal.h"
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -462,6 +465,47 @@ static void test_lock_waiter_does_not_stall_stop(void **state) {
     ouro_err_clear();
 }
 
+/* ---- exit hooks run in order, online, before the heap is abandoned ---------------------------------- */
+static __thread bool hook_thread; /* only the test's thread records */
+static int hook_log[4], hook_n;    /* written by the exiting thread, read after join */
+
+static void hook_record(int id) {
+    if (!hook_thread || hook_n >= 4) return;
+    void *p = ouro_alloc(64); /* the heap is still the thread's */
+    hook_log[hook_n++] = p && ouro_alloc_check() == 0 ? id : -id;
+    ouro_free(p);
+}
+static void hook_late(void) { hook_record(50); }
+static void hook_early(void) { hook_record(5); }
+
+static void *exits_with_hooks(void *arg) {
+    ouro_thread_attach();
+    hook_thread = true;
+    void *keep = ouro_alloc(80);
+    (void)keep;
+    return NULL; /* exits attached */
+}
+
+static void test_exit_hooks_ordered(void **state) {
+    assert_int_equal(_ouro_thread_exit_hook_add(50, hook_late), 0);
+    assert_int_equal(_ouro_thread_exit_hook_add(5, hook_early), 0);
+    ouro_err_clear();
+    assert_int_equal(_ouro_thread_exit_hook_add(1, NULL), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    ouro_alloc_stats_t base;
+    ouro_alloc_stats(&base);
+    pthread_t t;
+    pthread_create(&t, NULL, exits_with_hooks, NULL);
+    pthread_join(t, NULL);
+    assert_int_equal(hook_n, 2);
+    assert_int_equal(hook_log[0], 5);
+    assert_int_equal(hook_log[1], 50);
+    ouro_alloc_stats_t after;
+    ouro_alloc_stats(&after);
+    assert_int_equal(after.heaps, base.heaps); /* then the heap hook abandoned the heap */
+    ouro_err_clear();
+}
+
 /* ---- the slow-stop diagnostic (in a child: stderr is captured) ---------------------------------------- */
 static atomic_int spin_go;
 
@@ -513,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_lock_mutual_exclusion),
         cmocka_unit_test(test_lock_waiter_does_not_stall_stop),
+        cmocka_unit_test(test_exit_hooks_ordered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,6 +61,17 @@ static inline void _ouro_thread_quiescent(ouro_thread_t *me) {
  * handlers. Every entry point that can create state of threads/ calls it first. */
 OURO_INTERNAL void _ouro_runtime_init(void);
 
+/* Exit hooks: run online, in ascending order, when an attached thread detaches or exits (before it
+ * leaves the registry). Modules register theirs once, at their start-up; at most 8. Returns 0, or -1
+ * (OURO_ERR_INVALID: fn NULL; OURO_ERR_STATE: table full). A hook must not poll a safepoint once it has started tearing down state a fork or a stop could see
+ * half done (the heap hook relies on this). */
+enum {
+    OURO_EXIT_ORDER_GC = 10,       /* gc/: hand the thread's young objects to the collector (to come) */
+    OURO_EXIT_ORDER_REFCOUNT = 20, /* core/: drain the thread's refcount merge inbox (to come) */
+    OURO_EXIT_ORDER_HEAP = 100,    /* alloc/: abandon the heap to the arena (last) */
+};
+OURO_INTERNAL int _ouro_thread_exit_hook_add(int order, void (*fn)(void));
+
 /* fork.c: registers the fork handlers (from _ouro_runtime_init). */
 OURO_INTERNAL void _ouro_fork_init(void);
 

@@ -25,6 +25,45 @@ static size_t threads_attached;        /* registry_lock */
 static void thread_exit(void *arg);
 static void thread_leave(ouro_thread_t *me);
 
+/* ---- exit hooks ----------------------------------------------------------------------------------------- */
+
+enum { EXIT_HOOKS_MAX = 8 };
+typedef struct {
+    int order;
+    void (*fn)(void);
+} exit_hook;
+static exit_hook exit_hooks[EXIT_HOOKS_MAX]; /* exit_hooks_lock; sorted by order */
+static unsigned exit_hooks_n;                /* exit_hooks_lock */
+static pthread_mutex_t exit_hooks_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf */
+
+int _ouro_thread_exit_hook_add(int order, void (*fn)(void)) {
+    if (!fn) {
+        _ouro_err_set(OURO_ERR_INVALID, "exit hook: fn is NULL");
+        return -1;
+    }
+    pthread_mutex_lock(&exit_hooks_lock);
+    if (exit_hooks_n == EXIT_HOOKS_MAX) {
+        pthread_mutex_unlock(&exit_hooks_lock);
+        _ouro_err_set(OURO_ERR_STATE, "exit hook: %d hooks registered already", EXIT_HOOKS_MAX);
+        return -1;
+    }
+    unsigned i = exit_hooks_n++;
+    for (; i > 0 && exit_hooks[i - 1].order > order; i--) exit_hooks[i] = exit_hooks[i - 1];
+    exit_hooks[i] = (exit_hook){order, fn};
+    pthread_mutex_unlock(&exit_hooks_lock);
+    return 0;
+}
+
+/* Runs a copy of the table (hooks may be registered meanwhile; a hook may take any lock). */
+static void thread_run_exit_hooks(void) {
+    exit_hook copy[EXIT_HOOKS_MAX];
+    pthread_mutex_lock(&exit_hooks_lock);
+    unsigned n = exit_hooks_n;
+    memcpy(copy, exit_hooks, n * sizeof copy[0]);
+    pthread_mutex_unlock(&exit_hooks_lock);
+    for (unsigned i = 0; i < n; i++) copy[i].fn();
+}
+
 /* alloc's heap destructor ran before ours: the whole detach happens now, so that the heap is abandoned
  * online (never during a stop) and the record forgets it (installed in alloc/). */
 static bool thread_exit_guard(void) {
@@ -45,6 +84,8 @@ static void thread_global_init(void) {
     if (pthread_key_create(&thread_exit_key, thread_exit) != 0) _ouro_fatal("pthread_key_create failed");
     _ouro_stw_init();
     _ouro_fork_init();
+    if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_HEAP, _ouro_alloc_thread_exit) != 0)
+        _ouro_fatal("cannot register the heap's exit hook: %s", ouro_err_message());
     ouro_store_release(&_ouro_alloc_exit_guard, thread_exit_guard); /* pairs with heap_thread_exit() */
 }
 
@@ -108,7 +149,7 @@ static void thread_leave(ouro_thread_t *me) {
         _ouro_thread_come_online(me);
     }
     me->heap = NULL; /* no safepoint until the heap is abandoned: a fork sees it whole or gone */
-    _ouro_alloc_thread_exit(); /* the last exit hook: the heap is abandoned to the arena */
+    thread_run_exit_hooks(); /* online, in order; the heap's is the last */
     _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
     pthread_mutex_lock(&_ouro_registry_lock);
     if (me->prev) me->prev->next = me->next; else _ouro_registry = me->next;
