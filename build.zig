@@ -33,12 +33,15 @@ const stress_sources = [_][]const u8{
     "stress/main.c",
     "stress/support.c",
     "stress/alloc_scenarios.c",
+    "stress/threads_scenarios.c",
+    "tests/tsan_options.c",
 };
 
 /// The benchmark driver and its suites.
 const bench_sources = [_][]const u8{
     "bench/main.c",
     "bench/alloc_suite.c",
+    "bench/stw_suite.c",
 };
 
 const c_flags = [_][]const u8{
@@ -177,7 +180,7 @@ pub fn build(b: *std.Build) void {
     const test_step = b.step("test", "Run the cmocka unit tests and a short stress pass");
     for (test_sources) |src| {
         const name = std.fs.path.stem(src);
-        const exe = addExe(ctx, cfg, ch, static_lib, name, &.{src});
+        const exe = addExe(ctx, cfg, ch, static_lib, name, &.{ src, "tests/tsan_options.c" });
         exe.root_module.linkSystemLibrary("cmocka", .{});
         const run = b.addRunArtifact(exe);
         test_step.dependOn(&run.step);

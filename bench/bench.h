@@ -1,10 +1,16 @@
 /* bench/bench.h — the benchmark driver's interface to its suites.
  *
  * A suite is one file, bench/<name>_suite.c, that defines `const bench_suite bench_suite_<name>`: the
- * subjects it compares (subjects[0] is always ouro, the others are its peers) and its cases. The driver
+ * subjects it compares (subjects[0] is always ouro, the others are its peers, or variants of ouro and
+ * references measured in-process, which have bench_subject.ouro set) and its cases. The driver
  * (bench/main.c) runs every (case, subject, rep) in a child process of its own, with the peer's library
  * in LD_PRELOAD, alternating the subjects within each rep, and prints per case and metric the median of
  * each subject and the ratios ouro/peer.
+ *
+ * A case runs for every subject of its suite unless its `subjects` mask names some (bit i for
+ * subjects[i]): the others are not run for it, show "n/a" in the table, get no ratio and no JSON record.
+ * The stw suite uses it to compare `ouro` with one reference per case (`baseline` for the bare loop of
+ * `poll`, `ouro-nopoll` for `pair-32-polled`) and to run its stop-the-world cases for `ouro` only.
  *
  * In the child the driver calls the case's run() once with a bench_run naming the subject; the case
  * does its work with that subject's API and reports each of its metrics with bench_report(). Every
@@ -23,7 +29,7 @@
 #include <stdint.h>
 
 /* Every suite, in the order they run: X(name) stands for the object bench_suite_<name>. */
-#define BENCH_SUITES(X) X(alloc)
+#define BENCH_SUITES(X) X(alloc) X(stw)
 
 enum {
     BENCH_MAX_SUBJECTS = 8, /* subjects of one suite, ouro included */
@@ -39,7 +45,8 @@ typedef struct bench_subject {
     const char *package; /* the Debian package that provides the library, named when it is missing */
     const char *exe;     /* a sibling executable (same directory) that runs this subject's children
                             instead of this one: ouro built with other options; NULL: this one */
-    int ouro;            /* nonzero: the child calls ouro's API (ouro and its variants, never a peer) */
+    int ouro;            /* nonzero: ouro, a variant of it or an in-process reference (the child calls
+                            ouro's API or none); never a peer, never the "best peer" */
 } bench_subject;
 
 /* The subjects every allocator-facing suite can list (initialisers for a bench_subject array). */
@@ -76,7 +83,11 @@ struct bench_case {
                           part takes ~0.2 s (0.05 s under --quick), the same for every subject; 0:
                           run() does fixed work and ignores ops */
     void (*run)(const bench_run *r); /* in the child; must free all it allocates (it may run again) */
+    unsigned subjects; /* BENCH_SUBJECT_BIT(i) for each suite->subjects[i] the case runs for; 0: all */
 };
+
+/* The bit of suite->subjects[i] in bench_case.subjects. */
+#define BENCH_SUBJECT_BIT(i) (1u << (i))
 
 /* A suite: subjects[0] is ouro, the rest its peers. */
 struct bench_suite {

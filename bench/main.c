@@ -2,11 +2,11 @@
  *
  *     ouro-bench [--suite NAME]... [--case NAME]... [--quick] [--reps N] [--json FILE] [--list]
  *
- * Every suite runs by default. For each case the driver measures ouro and each peer of the suite in
- * turns — rep 1 of every subject, then rep 2, … — so that a drift of the machine (clock, other load)
- * falls on all subjects alike, then prints the medians and the ratios ouro/peer and appends one JSON
- * record per (suite, case, subject, metric). A sized case (bench_case.sized) is first timed in ouro's
- * child to choose one op count for every subject.
+ * Every suite runs by default. For each case the driver measures ouro and each other subject of the
+ * suite that the case runs for (bench_case.subjects) in turns — rep 1 of every subject, then rep 2, … —
+ * so that a drift of the machine (clock, other load) falls on all subjects alike, then prints the
+ * medians and the ratios ouro/peer and appends one JSON record per (suite, case, subject, metric). A
+ * sized case (bench_case.sized) is first timed in ouro's child to choose one op count for every subject.
  *
  * Each (case, subject, rep) runs in a child process of its own, so that peers never mix and peak RSS
  * is one subject's: fork, then exec of /proc/self/exe in the hidden mode
@@ -206,6 +206,12 @@ static size_t case_nmetrics(const bench_case *c)
     return n;
 }
 
+/* 1 when case c runs for its suite's subjects[i] (bench_case.subjects). */
+static int case_runs_subject(const bench_case *c, size_t i)
+{
+    return c->subjects == 0 || (c->subjects & BENCH_SUBJECT_BIT(i)) != 0;
+}
+
 /* ==== child mode ================================================================================== */
 
 /* Fails unless malloc in this process is the subject's: a peer's library must define both the probe
@@ -260,7 +266,7 @@ static int child_main(int argc, char **argv)
     const bench_case *c = s ? case_find(s, argv[3]) : NULL;
     size_t si = 0;
     while (s && si < s->nsubjects && strcmp(s->subjects[si].name, argv[4]) != 0) si++;
-    if (!c || si == s->nsubjects) {
+    if (!c || si == s->nsubjects || !case_runs_subject(c, si)) {
         fprintf(stderr, "ouro-bench: --child: no %s/%s/%s\n", argv[2], argv[3], argv[4]);
         return 2;
     }
@@ -547,8 +553,8 @@ static void table_header(const bench_suite *s, const subject_slot *slots, int re
     printf("   %-*s best peer\n", (int)(RATIO_W * (s->nsubjects - 1)), "ouro/peer");
 }
 
-/* Prints one case's rows: per metric each subject's median (ok[i] says it has one), the ratios
- * ouro/peer and the best peer; then the case's description and notes. */
+/* Prints one case's rows: per metric each subject's median (ok[i] says it has one; "n/a" for a subject
+ * the case does not run), the ratios ouro/peer and the best peer; then the case's description and notes. */
 static void table_case(const bench_suite *s, const bench_case *c, const subject_slot *slots,
                        const double *med, const int *ok, char notes[][NOTE_LEN], size_t nnotes)
 {
@@ -558,8 +564,10 @@ static void table_case(const bench_suite *s, const bench_case *c, const subject_
         printf("%-*s %-*s", CASE_W, m == 0 ? c->name : "", METRIC_W, c->metrics[m]);
         for (size_t i = 0; i < s->nsubjects; i++)
             printf(" %*s", VALUE_W,
-                   ok[i] ? fmt_value(buf, sizeof buf, c->metrics[m], med[i * nmet + m])
-                         : slots[i].available ? "failed" : "-");
+                   ok[i]                      ? fmt_value(buf, sizeof buf, c->metrics[m], med[i * nmet + m])
+                   : !case_runs_subject(c, i) ? "n/a"
+                   : slots[i].available       ? "failed"
+                                              : "-");
         printf("  ");
         size_t best = 0;
         for (size_t i = 1; i < s->nsubjects; i++) {
@@ -618,7 +626,7 @@ static void case_run(const bench_suite *s, const bench_case *c, const subject_sl
     size_t nnotes = 0;
     int ok[BENCH_MAX_SUBJECTS];
     child_result res;
-    for (size_t i = 0; i < nsub; i++) ok[i] = slots[i].available;
+    for (size_t i = 0; i < nsub; i++) ok[i] = slots[i].available && case_runs_subject(c, i);
 
     uint64_t ops = 0;
     for (size_t i = 0; c->sized && ops == 0 && i < nsub; i++) {
@@ -772,7 +780,10 @@ static void list_all(void)
             const bench_case *c = &s->cases[i];
             printf("  %-*s %s [", CASE_W, c->name, c->about);
             for (size_t m = 0; m < case_nmetrics(c); m++) printf("%s%s", m ? ", " : "", c->metrics[m]);
-            printf("]\n");
+            printf("]");
+            for (size_t k = 0, n = 0; c->subjects && k < s->nsubjects; k++)
+                if (case_runs_subject(c, k)) printf("%s%s", n++ ? ", " : " for ", s->subjects[k].name);
+            printf("\n");
         }
     }
 }

@@ -26,6 +26,7 @@
 /* The modules' scenario arrays, in the order a full run takes them. */
 static const stress_scenario *const runner_modules[] = {
     stress_alloc_scenarios,
+    stress_threads_scenarios,
 };
 
 #define RUNNER_BUDGET_S 120.0      /* most seconds a run of every scenario may take */

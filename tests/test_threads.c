@@ -465,6 +465,42 @@ static void test_lock_waiter_does_not_stall_stop(void **state) {
     ouro_err_clear();
 }
 
+/* ---- attach, name and detach while another thread stops the world (regression: naming took the
+ * registry lock online, which the stopper holds while it waits for online threads) ------------------ */
+static atomic_int namers_run;
+
+static void *namer(void *arg) {
+    while (atomic_load(&namers_run)) {
+        ouro_thread_attach();
+        ouro_thread_set_name("namer");
+        void *p = ouro_alloc(32);
+        ouro_free(p);
+        ouro_safepoint();
+        ouro_thread_detach();
+    }
+    return NULL;
+}
+
+static void test_name_and_attach_during_stops(void **state) {
+    pthread_t t[2];
+    atomic_store(&namers_run, 1);
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, namer, NULL);
+    assert_int_equal(ouro_thread_attach(), 0); /* an attached stopper too */
+    for (int s = 0; s < 300; s++) {
+        assert_int_equal(ouro_stop_the_world("namers"), 0);
+        assert_int_equal(ouro_thread_set_name("stopper"), 0); /* holds the registry lock: allowed */
+        ouro_err_clear();
+        assert_int_equal(ouro_fini(), -1); /* not while holding a stop */
+        assert_int_equal(ouro_err_occurred(), OURO_ERR_STATE);
+        assert_int_equal(ouro_start_the_world(), 0);
+        if (s % 50 == 0) assert_int_equal(ouro_synchronize(), 0);
+    }
+    atomic_store(&namers_run, 0);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    assert_int_equal(ouro_thread_detach(), 0);
+    ouro_err_clear();
+}
+
 /* ---- exit hooks run in order, online, before the heap is abandoned ---------------------------------- */
 static __thread bool hook_thread; /* only the test's thread records */
 static int hook_log[4], hook_n;    /* written by the exiting thread, read after join */
@@ -558,6 +594,7 @@ int main(void) {
         cmocka_unit_test(test_lock_mutual_exclusion),
         cmocka_unit_test(test_lock_waiter_does_not_stall_stop),
         cmocka_unit_test(test_exit_hooks_ordered),
+        cmocka_unit_test(test_name_and_attach_during_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,7 +176,8 @@ static bool stw_all_stopped(void) {
 __thread bool _ouro_tls_holds_stop;
 
 /* Takes the stop for the calling thread (me: its record, NULL when not attached). An online caller waits
- * for stw_lock offline (the stopper ahead of it waits for it to park) and holds the stop online; an
+ * for stw_lock and registry_lock offline (the stopper ahead of it waits for it to park; an attach may
+ * hold registry_lock while a grace period waits for online threads) and holds the stop online; an
  * offline caller stays offline. Returns with every other attached thread parked or offline. */
 static void stw_stop(ouro_thread_t *me, const char *reason) {
     _ouro_runtime_init();
@@ -184,8 +185,11 @@ static void stw_stop(ouro_thread_t *me, const char *reason) {
     if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
     pthread_mutex_lock(&stw_lock);
     if (me) me->stopper = true;
-    if (online) _ouro_thread_come_online(me); /* no stop can be pending: we hold stw_lock */
+    /* Offline until registry_lock is ours too: its holder may be an attaching thread waiting inside
+     * rcu_register_thread() for liburcu's registry lock, which a grace period in flight holds while
+     * it waits for online threads. */
     pthread_mutex_lock(&_ouro_registry_lock);
+    if (online) _ouro_thread_come_online(me); /* no stop can be pending: we hold stw_lock */
     atomic_store(&_ouro_stop_requested, 1); /* seq_cst: pairs with the threads' state stores */
     stw_watch(true, reason ? reason : "(no reason)");
     synchronize_rcu(); /* every online thread passes a safepoint: it sees the flag */

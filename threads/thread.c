@@ -25,6 +25,21 @@ static size_t threads_attached;        /* registry_lock */
 static void thread_exit(void *arg);
 static void thread_leave(ouro_thread_t *me);
 
+/* Takes registry_lock offline: a stopper holds it while it waits for online threads to reach a
+ * safepoint, so an online thread must never block on it. Returns whether the caller was online. The
+ * caller does not hold the stop. */
+static bool registry_lock_offline(ouro_thread_t *me) {
+    bool online = me && me->offline_depth == 0;
+    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_mutex_lock(&_ouro_registry_lock);
+    return online;
+}
+
+static void registry_unlock_online(ouro_thread_t *me, bool online) {
+    pthread_mutex_unlock(&_ouro_registry_lock);
+    if (online) _ouro_thread_come_online(me);
+}
+
 /* ---- exit hooks ----------------------------------------------------------------------------------------- */
 
 enum { EXIT_HOOKS_MAX = 8 };
@@ -190,9 +205,13 @@ int ouro_thread_set_name(const char *name) {
         _ouro_err_set(me ? OURO_ERR_INVALID : OURO_ERR_STATE, "ouro_thread_set_name: %s", me ? "name is NULL" : "thread not attached");
         return -1;
     }
-    pthread_mutex_lock(&_ouro_registry_lock); /* the watchdog reads names under the stop */
-    snprintf(me->name, sizeof me->name, "%s", name);
-    pthread_mutex_unlock(&_ouro_registry_lock);
+    if (me->stopper) { /* holds registry_lock for its stop */
+        snprintf(me->name, sizeof me->name, "%s", name);
+        return 0;
+    }
+    bool online = registry_lock_offline(me);
+    snprintf(me->name, sizeof me->name, "%s", name); /* the watchdog reads names under the stop */
+    registry_unlock_online(me, online);
     return 0;
 }
 
@@ -219,10 +238,15 @@ int ouro_offline_end(void) {
 void _ouro_threads_after_fork_child(size_t attached) { threads_attached = attached; }
 
 int ouro_fini(void) {
+    if (_ouro_tls_holds_stop) { /* the reclaimer could not finish: it may be parked */
+        _ouro_err_set(OURO_ERR_STATE, "ouro_fini: the thread holds a stop of the world");
+        return -1;
+    }
     _ouro_defer_shutdown(); /* its thread is attached: it runs what is queued and leaves */
-    pthread_mutex_lock(&_ouro_registry_lock);
-    size_t others = threads_attached - (_ouro_tls_thread ? 1 : 0);
-    pthread_mutex_unlock(&_ouro_registry_lock);
+    ouro_thread_t *me = _ouro_tls_thread;
+    bool online = registry_lock_offline(me);
+    size_t others = threads_attached - (me ? 1 : 0);
+    registry_unlock_online(me, online);
     if (others) {
         _ouro_err_set(OURO_ERR_STATE, "ouro_fini: %zu other threads are still attached", others);
         return -1;

@@ -30,8 +30,9 @@ typedef struct ouro_config {
  * OURO_ERR_INVALID for a bad config. */
 int ouro_init(const ouro_config *cfg);
 
-/* Stops the runtime: fails with -1 / OURO_ERR_STATE while other threads are attached. The calling
- * thread is detached. */
+/* Stops the runtime: runs what is deferred, stops the reclaimer thread and detaches the calling
+ * thread. -1 / OURO_ERR_STATE while other threads are attached or when the caller holds a stop. A later
+ * attach or deferral starts it again. */
 int ouro_fini(void);
 
 /* Attaches the calling thread (idempotent: 0 when attached already). The thread is online when it
