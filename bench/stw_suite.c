@@ -138,11 +138,13 @@ static void case_offline_online(const bench_run *r)
 /* ---- stops: ttsp-N, stw-roundtrip ----------------------------------------------------------------- */
 
 /* A busy mutator. units: units done; the mutator stores it (relaxed) after each unit and its poll; the
- * stopper reads it relaxed between stops, and inside a stop, where the stop's acquire of the mutator's
- * PARKED state (pairs with its release in ouro_safepoint_slow()) has ordered its last store before. */
+ * stopper reads it relaxed, between stops (only to see it move) and inside a stop, where
+ * ouro_stop_the_world() has loaded the mutator's PARKED state with acquire order (stw_all_stopped()
+ * in threads/stw.c, pairing with the mutator's store of PARKED when it parks): the mutator's last store
+ * before it parked is visible, and none can follow until the start. */
 typedef struct stw_mutator {
     _Alignas(64) _Atomic uint64_t units;
-    uint64_t x; /* the chain's result, kept at the end */
+    uint64_t x; /* the chain's result: written by the mutator before it exits, read after the join */
 } stw_mutator;
 
 static _Atomic int stw_quit; /* set (relaxed) by the stopper after its last stop; joins order the rest */
@@ -239,9 +241,9 @@ static void stw_stops(const bench_run *r, size_t nmut, int roundtrip)
         if (ouro_stop_the_world("bench") != 0) bench_fail("ouro_stop_the_world: %s", ouro_err_message());
         uint64_t t1 = bench_now_ns();
         for (size_t i = 0; i < nmut; i++) seen[i] = atomic_load_explicit(&m[i].units, memory_order_relaxed);
-        if (s < STW_WARM_STOPS) /* hold the world a while: a mutator that runs now is a bug */
-            for (uint64_t until = t1 + STW_HOLD_NS; bench_now_ns() < until;) {
-            }
+        while (s < STW_WARM_STOPS && bench_now_ns() < t1 + STW_HOLD_NS) {
+            /* hold the world a while: a mutator that runs now is a bug */
+        }
         stw_check_still(m, nmut, seen);
         if (ouro_start_the_world() != 0) bench_fail("ouro_start_the_world: %s", ouro_err_message());
         uint64_t t2 = bench_now_ns();
@@ -282,7 +284,7 @@ static const bench_subject stw_subjects[] = {
 /* A ttsp case: n busy mutators besides the stopper. */
 #define STW_TTSP_CASE(name_, n_, run_)                                                                   \
     { .name = name_,                                                                                     \
-      .about = "time to safepoint: stop requested -> world stopped, " #n_ " busy mutator(s) (unit + poll)", \
+      .about = "time to safepoint (request -> world stopped); busy mutators: " #n_ "; stopper unattached", \
       .metrics = { "us_p50", "us_p99", "us_max" },                                                       \
       .run = run_,                                                                                       \
       .subjects = STW_ONLY_OURO }

@@ -49,7 +49,7 @@ struct ouro_thread_s {
 OURO_INTERNAL extern __thread ouro_thread_t *_ouro_tls_thread;
 OURO_INTERNAL extern pthread_mutex_t _ouro_registry_lock;
 OURO_INTERNAL extern ouro_thread_t *_ouro_registry;
-OURO_INTERNAL extern unsigned _ouro_stop_warn_ms;
+OURO_INTERNAL extern _Atomic unsigned _ouro_stop_warn_ms;
 
 /* thread.c */
 /* Reports a quiescent state to ouro's grace-period edge (before liburcu's): see threads/defer.c. */

@@ -14,6 +14,7 @@
 #include "threads/internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,9 +30,12 @@ static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER;    /* parked threads wait for the start */
 static pthread_cond_t stopped_cond; /* the stopper waits for parked threads (timed: monotonic clock) */
 
-/* The watchdog: armed by the stopper with the stop's reason; guarded by watch_lock. */
+/* The watchdog: a thread that wakes every quarter of stop_warn_ms and, while a stop is armed for
+ * longer than stop_warn_ms, reports once per stop_warn_ms. Arming and disarming take watch_lock but
+ * wake nobody: a stop pays two uncontended lock round trips, not two thread wake-ups. The watchdog
+ * reports under watch_lock while the stop is armed, so the registry it walks is the stopper's. */
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t watch_cond; /* timed: monotonic clock */
+static pthread_cond_t watch_cond; /* never signalled: a timed sleep (monotonic clock) */
 static pthread_once_t stw_once = PTHREAD_ONCE_INIT;
 
 /* The timed condition variables measure the monotonic clock, like their deadlines. */
@@ -46,11 +50,12 @@ static void stw_init(void) {
 
 void _ouro_stw_init(void) { pthread_once(&stw_once, stw_init); }
 static struct {
-    pid_t pid; /* the process that started the watchdog: a forked child starts its own */
-    bool armed;
+    bool started;       /* this process has a watchdog (reset in a fork child) */
+    bool armed;         /* a stop is waiting for threads */
+    uint64_t seq;       /* the stop armed last */
     const char *reason;
     struct timespec since;
-} watch;
+} watch;                /* watch_lock */
 
 static struct timespec stw_deadline(unsigned ms) {
     struct timespec t;
@@ -65,7 +70,7 @@ static struct timespec stw_deadline(unsigned ms) {
 }
 
 /* Prints the registered threads that are still online (registry stable: the stopper holds its lock
- * and armed us after taking it). */
+ * and stays armed while we hold watch_lock). */
 static void stw_report_laggards(const char *reason, double waited_s) {
     char line[160];
     int n = 0;
@@ -80,35 +85,46 @@ static void stw_report_laggards(const char *reason, double waited_s) {
 }
 
 static void *stw_watchdog(void *arg) {
+    uint64_t seq = 0;      /* the stop reported on last */
+    unsigned reported = 0; /* reports made for it */
     pthread_mutex_lock(&watch_lock);
     for (;;) {
-        while (!watch.armed) pthread_cond_wait(&watch_cond, &watch_lock);
-        struct timespec deadline = stw_deadline(_ouro_stop_warn_ms);
-        while (watch.armed && pthread_cond_timedwait(&watch_cond, &watch_lock, &deadline) != ETIMEDOUT) {
+        unsigned warn_ms = _ouro_stop_warn_ms;
+        struct timespec deadline = stw_deadline(warn_ms / 4 ? warn_ms / 4 : 1);
+        while (pthread_cond_timedwait(&watch_cond, &watch_lock, &deadline) != ETIMEDOUT) {
         }
         if (!watch.armed) continue;
+        if (watch.seq != seq) {
+            seq = watch.seq;
+            reported = 0;
+        }
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double waited = (double)(now.tv_sec - watch.since.tv_sec) + (now.tv_nsec - watch.since.tv_nsec) * 1e-9;
-        stw_report_laggards(watch.reason, waited);
+        if (waited * 1000.0 >= (double)warn_ms * (reported + 1)) {
+            stw_report_laggards(watch.reason, waited);
+            reported++;
+        }
     }
     return NULL;
 }
 
 static void stw_watch(bool arm, const char *reason) {
     pthread_mutex_lock(&watch_lock);
-    if (arm && watch.pid != getpid()) {
+    if (arm && !watch.started) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, stw_watchdog, NULL) == 0) watch.pid = getpid();
+        watch.started = pthread_create(&t, &attr, stw_watchdog, NULL) == 0;
         pthread_attr_destroy(&attr);
     }
     watch.armed = arm;
-    watch.reason = reason;
-    clock_gettime(CLOCK_MONOTONIC, &watch.since);
-    pthread_cond_signal(&watch_cond);
+    if (arm) {
+        watch.seq++;
+        watch.reason = reason;
+        clock_gettime(CLOCK_MONOTONIC, &watch.since);
+    }
     pthread_mutex_unlock(&watch_lock);
 }
 
@@ -163,7 +179,16 @@ void ouro_safepoint_slow(void) {
 
 /* ---- stopper side ----------------------------------------------------------------------------------- */
 
-/* true when every registered thread but the stopper is parked or offline (park_lock held). */
+enum { STW_SPIN_NS = 50000 };
+
+static uint64_t stw_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* true when every registered thread but the stopper is parked or offline (the registry is stable: the
+ * stopper holds registry_lock; the states are atomics). */
 static bool stw_all_stopped(void) {
     for (ouro_thread_t *t = _ouro_registry; t; t = t->next) {
         if (t->stopper) continue;
@@ -193,12 +218,22 @@ static void stw_stop(ouro_thread_t *me, const char *reason) {
     atomic_store(&_ouro_stop_requested, 1); /* seq_cst: pairs with the threads' state stores */
     stw_watch(true, reason ? reason : "(no reason)");
     synchronize_rcu(); /* every online thread passes a safepoint: it sees the flag */
-    pthread_mutex_lock(&park_lock);
+    /* Threads that passed their safepoint are parking now: yield for up to STW_SPIN_NS (a sleeping
+     * stopper costs a wake-up of 5-40 us; a PAUSE-only spin would hold a CPU a parking thread needs),
+     * then sleep on stopped_cond, which parking threads broadcast under park_lock. */
+    uint64_t spin_start = stw_now_ns();
     while (!stw_all_stopped()) {
-        struct timespec deadline = stw_deadline(1);
-        pthread_cond_timedwait(&stopped_cond, &park_lock, &deadline);
+        if (stw_now_ns() - spin_start < STW_SPIN_NS) {
+            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&park_lock);
+        if (!stw_all_stopped()) {
+            struct timespec deadline = stw_deadline(1);
+            pthread_cond_timedwait(&stopped_cond, &park_lock, &deadline);
+        }
+        pthread_mutex_unlock(&park_lock);
     }
-    pthread_mutex_unlock(&park_lock);
     stw_watch(false, NULL);
     _ouro_tls_holds_stop = true;
 }
@@ -246,7 +281,7 @@ static void stw_after_fork_child(void) {
     pthread_cond_init(&park_cond, NULL);
     stw_init();
     watch.armed = false;
-    watch.pid = 0;
+    watch.started = false;
 }
 
 void _ouro_stw_start_after_fork(bool child, bool stopped) {

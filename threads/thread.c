@@ -15,7 +15,7 @@
 __thread ouro_thread_t *_ouro_tls_thread;
 pthread_mutex_t _ouro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 ouro_thread_t *_ouro_registry;
-unsigned _ouro_stop_warn_ms = 1000;
+_Atomic unsigned _ouro_stop_warn_ms = 1000; /* read by the watchdog thread */
 
 static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_exit_key;
