@@ -247,7 +247,7 @@ void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
         a->ndeferred++;
         pool->defer.fn = arena_deferred_done;
         pool->defer.arg = pool;
-        defer_hook(&pool->defer); /* calls back later, asynchronously (never under this lock) */
+        defer_hook(&pool->defer); /* queues only: the callback runs later, on another thread */
         return;
     }
     pool->type = OURO_PT_FREE;

@@ -269,14 +269,15 @@ OURO_INTERNAL size_t _ouro_arena_trim_locked(void);
 OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
 
 /* The grace-period hook for emptied OBJECT/GC pools (the brief's constraint (1)): until it is
- * called back, a pool is DEFERRED: not reused for another class, not unmapped. threads/ installs a
- * hook on RCU; the default calls back at once (no lock-free readers exist yet). */
+ * called back, a pool is DEFERRED: not reused for another class, not unmapped. The hook is called with
+ * arena_lock held and must only queue the node (the default, _ouro_defer_push of threads/defer.c, runs
+ * the callback on the reclaimer thread after a grace period). */
 typedef void (*ouro_defer_fn)(ouro_defer_node *node);
-/* Replaces how emptied object pools wait for a grace period (white-box tests); NULL restores the
- * default, _ouro_defer_push (threads/defer.c). */
+/* Replaces the hook (white-box tests); NULL restores the default. */
+OURO_INTERNAL void _ouro_alloc_set_defer_hook(ouro_defer_fn fn);
+
 /* Creates the allocator's thread-exit key and registers its fork handlers (once; also a constructor). */
 OURO_INTERNAL void _ouro_alloc_global_init(void);
-OURO_INTERNAL void _ouro_alloc_set_defer_hook(ouro_defer_fn fn);
 
 /* ---- thread exit (heap.c) ------------------------------------------------------------------------- */
 /* Abandons the calling thread's heap now (the threads module's last exit hook); idempotent. */
