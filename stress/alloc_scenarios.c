@@ -340,29 +340,9 @@ static bool alloc_begin(stress_worker *mw, alloc_state *st) {
  * class's blocks in use, the large blocks and bytes, the live heaps and the abandoned pools are back at
  * the baseline (whose abandoned pools are 0 unless an earlier scenario failed and leaked). */
 static bool alloc_expect_baseline(stress_worker *mw, const alloc_state *st) {
-    stress_ctx *ctx = mw->ctx;
-    const ouro_alloc_stats_t *b = &st->base;
-    ouro_alloc_stats_t now;
     ouro_alloc_collect();
     if (!alloc_check_heap(mw)) return false;
-    if (ouro_alloc_stats(&now) != 0) return stress_fail(ctx, "ouro_alloc_stats: %s", ouro_err_message());
-    if (now.nclasses != b->nclasses)
-        return stress_fail(ctx, "stats: %zu classes, %zu at the start", now.nclasses, b->nclasses);
-    for (size_t i = 0; i < now.nclasses; i++)
-        if (now.classes[i].blocks_in_use != b->classes[i].blocks_in_use)
-            return stress_fail(ctx, "after collect: %zu blocks of %zu bytes in use, %zu at the start",
-                               now.classes[i].blocks_in_use, now.classes[i].block_size, b->classes[i].blocks_in_use);
-    if (now.large_blocks != b->large_blocks || now.large_bytes != b->large_bytes)
-        return stress_fail(ctx, "after collect: %zu large blocks (%zu bytes), %zu (%zu bytes) at the start",
-                           now.large_blocks, now.large_bytes, b->large_blocks, b->large_bytes);
-    if (now.heaps != b->heaps)
-        return stress_fail(ctx, "after collect: %zu live heaps, %zu at the start (%zu cached)", now.heaps,
-                           b->heaps, now.heaps_cached);
-    if (now.pools_abandoned > b->pools_abandoned) /* 0 at the start unless an earlier scenario leaked */
-        return stress_fail(ctx, "after collect: %zu pools still abandoned, %zu at the start", now.pools_abandoned,
-                           b->pools_abandoned);
-    stress_count_checks(mw, now.nclasses + 3);
-    return true;
+    return stress_expect_alloc_baseline(mw, &st->base);
 }
 
 /* Runs one allocator scenario: baseline, body, then the baseline oracle (skipped after a failure,

@@ -183,6 +183,13 @@ void stress_canary_fill(void *p, size_t n, uint64_t key);
 bool stress_canary_verify(stress_worker *w, const char *what, const void *block, size_t from, size_t to,
                           uint64_t key);
 
+/* The allocator's end-of-scenario oracle: after the caller collected, every class's blocks in use, the
+ * large blocks and bytes and the live heaps equal base's, and no more pools are abandoned than in base
+ * (0 there unless an earlier scenario failed and leaked). Fails the scenario naming the first
+ * difference; counts its checks on w. */
+struct ouro_alloc_stats_t;
+bool stress_expect_alloc_baseline(stress_worker *w, const struct ouro_alloc_stats_t *base);
+
 /* ---- memory and time ---------------------------------------------------------------------------- */
 
 /* Zeroed bookkeeping memory straight from the OS (mmap), so it never mixes with the allocator under

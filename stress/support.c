@@ -2,6 +2,8 @@
  * barriers, canary patterns, bookkeeping memory, RSS and time, and the progress monitor. */
 #include "stress/stress.h"
 
+#include <ouro.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -381,4 +383,27 @@ void stress_monitor_stop(stress_monitor *m) {
     pthread_cond_destroy(&m->wake);
     pthread_mutex_destroy(&m->lock);
     free(m);
+}
+
+bool stress_expect_alloc_baseline(stress_worker *w, const ouro_alloc_stats_t *b) {
+    stress_ctx *ctx = w->ctx;
+    ouro_alloc_stats_t now;
+    if (ouro_alloc_stats(&now) != 0) return stress_fail(ctx, "ouro_alloc_stats: %s", ouro_err_message());
+    if (now.nclasses != b->nclasses)
+        return stress_fail(ctx, "stats: %zu classes, %zu at the start", now.nclasses, b->nclasses);
+    for (size_t i = 0; i < now.nclasses; i++)
+        if (now.classes[i].blocks_in_use != b->classes[i].blocks_in_use)
+            return stress_fail(ctx, "after collect: %zu blocks of %zu bytes in use, %zu at the start",
+                               now.classes[i].blocks_in_use, now.classes[i].block_size, b->classes[i].blocks_in_use);
+    if (now.large_blocks != b->large_blocks || now.large_bytes != b->large_bytes)
+        return stress_fail(ctx, "after collect: %zu large blocks (%zu bytes), %zu (%zu bytes) at the start",
+                           now.large_blocks, now.large_bytes, b->large_blocks, b->large_bytes);
+    if (now.heaps != b->heaps)
+        return stress_fail(ctx, "after collect: %zu live heaps, %zu at the start (%zu cached)", now.heaps,
+                           b->heaps, now.heaps_cached);
+    if (now.pools_abandoned > b->pools_abandoned)
+        return stress_fail(ctx, "after collect: %zu pools still abandoned, %zu at the start", now.pools_abandoned,
+                           b->pools_abandoned);
+    stress_count_checks(w, now.nclasses + 3);
+    return true;
 }

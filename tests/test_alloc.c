@@ -369,15 +369,21 @@ static void record_defer(ouro_defer_node *node) {
     deferred.n++;
 }
 
+/* Statistics with no pool waiting for a grace period: the empty pools left by earlier tests are deferred
+ * by the collect (default hook), then released by the barrier. */
+static ouro_alloc_stats_t settled_stats(void) {
+    ouro_alloc_collect();
+    assert_int_equal(ouro_defer_barrier(), 0);
+    ouro_alloc_stats_t st;
+    assert_int_equal(ouro_alloc_stats(&st), 0);
+    return st;
+}
+
 /* An emptied object pool waits for the grace-period hook before it can be reused or unmapped. */
 static void test_object_pool_grace_period(void **state) {
     enum { N = 2000 };
     static void *v[N];
-    /* Empty pools left by earlier tests are deferred (default hook), then released by the barrier. */
-    ouro_alloc_collect();
-    assert_int_equal(ouro_defer_barrier(), 0);
-    ouro_alloc_stats_t base;
-    assert_int_equal(ouro_alloc_stats(&base), 0);
+    ouro_alloc_stats_t base = settled_stats();
     _ouro_alloc_set_defer_hook(record_defer);
     for (int i = 0; i < N; i++) v[i] = _ouro_alloc_kind(OURO_KIND_GC, 200); /* several pools */
     ouro_pool_t *first = ouro_pool_of(v[0]);
@@ -423,10 +429,7 @@ static void *reader_holding(void *arg) {
 static void test_object_pool_default_defer(void **state) {
     enum { N = 2000 };
     static void *v[N];
-    ouro_alloc_collect();
-    assert_int_equal(ouro_defer_barrier(), 0);
-    ouro_alloc_stats_t base;
-    assert_int_equal(ouro_alloc_stats(&base), 0);
+    ouro_alloc_stats_t base = settled_stats();
     assert_int_equal(base.pools_deferred, 0);
     pthread_t t;
     atomic_store(&reader_state, 0);
