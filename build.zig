@@ -9,6 +9,7 @@ const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
 /// The library's sources, one module folder each (docs/architecture.md).
 const lib_sources = [_][]const u8{
     "core/error.c",
+    "core/object.c",
     "alloc/os.c",
     "alloc/arena.c",
     "alloc/heap.c",
@@ -26,6 +27,7 @@ const test_sources = [_][]const u8{
     "tests/test_alloc.c",
     "tests/test_alloc_threads.c",
     "tests/test_threads.c",
+    "tests/test_object.c",
 };
 
 /// The stress runner and its scenarios.
@@ -216,6 +218,7 @@ pub fn build(b: *std.Build) void {
         .{ .name = "test_alloc", .files = &.{"tests/test_alloc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_alloc_threads", .files = &.{"tests/test_alloc_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_threads", .files = &.{"tests/test_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_object", .files = &.{"tests/test_object.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {

@@ -226,15 +226,16 @@ void _ouro_defer_shutdown(void) {
 /* ---- fork ------------------------------------------------------------------------------------------------ */
 
 /* Prepare (the world is stopped, the caller is offline in liburcu): no ouro synchronize_rcu() may be in
- * flight across the fork, since liburcu's grace-period lock would stay held in the child. */
+ * flight across the fork, since liburcu's grace-period lock would stay held in the child. qlock is not
+ * taken: it is a leaf under alloc's arena_lock, whose handler runs after this one. A thread that holds it
+ * at fork only wakes the reclaimer or marks a barrier done; the child re-creates it and resets every
+ * field it guards. */
 void _ouro_defer_before_fork(void) {
     pthread_mutex_lock(&gp_lock);
-    pthread_mutex_lock(&qlock);
 }
 
 void _ouro_defer_after_fork(bool child) {
     if (!child) {
-        pthread_mutex_unlock(&qlock);
         pthread_mutex_unlock(&gp_lock);
         return;
     }
@@ -245,6 +246,7 @@ void _ouro_defer_after_fork(bool child) {
     pthread_cond_init(&qcond, NULL);
     pthread_cond_init(&done_cond, NULL);
     reclaimer_pid = 0;
+    reclaimer_exit = false;
     if (inflight) { /* the stack runs newest to oldest: the batch, reversed, goes below what it holds */
         ouro_defer_node *older = NULL;
         for (ouro_defer_node *n = inflight, *next; n; n = next) {

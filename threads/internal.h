@@ -72,6 +72,10 @@ enum {
 };
 OURO_INTERNAL int _ouro_thread_exit_hook_add(int order, void (*fn)(void));
 
+/* A function the safepoint slow path calls last, online, outside any lock (core/ merges the objects
+ * queued to the thread there). Set once at start-up. */
+OURO_INTERNAL void _ouro_thread_set_poll_hook(size_t (*fn)(void));
+
 /* fork.c: registers the fork handlers (from _ouro_runtime_init). */
 OURO_INTERNAL void _ouro_fork_init(void);
 

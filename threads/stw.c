@@ -165,16 +165,23 @@ void _ouro_thread_go_offline(ouro_thread_t *me, int state) {
     }
 }
 
+static size_t (*_Atomic poll_hook)(void);
+
+void _ouro_thread_set_poll_hook(size_t (*fn)(void)) { ouro_store_release(&poll_hook, fn); }
+
 void ouro_safepoint_slow(void) {
     ouro_thread_t *me = _ouro_tls_thread;
     if (!me || me->offline_depth > 0) return; /* not attached, or offline: nothing to report */
     _ouro_thread_quiescent(me);
     rcu_quiescent_state();
     /* The flag was stored before the grace period that sent us here began: we see it. */
-    if (me->stopper || !atomic_load(&_ouro_stop_requested)) return;
-    _ouro_thread_go_offline(me, OURO_TS_PARKED);
-    stw_park(me);
-    _ouro_thread_come_online(me);
+    if (!me->stopper && atomic_load(&_ouro_stop_requested)) {
+        _ouro_thread_go_offline(me, OURO_TS_PARKED);
+        stw_park(me);
+        _ouro_thread_come_online(me);
+    }
+    size_t (*hook)(void) = ouro_load_acquire(&poll_hook); /* pairs with the release in the setter */
+    if (hook) hook();
 }
 
 /* ---- stopper side ----------------------------------------------------------------------------------- */
