@@ -10,6 +10,16 @@ const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
 const lib_sources = [_][]const u8{
     "core/error.c",
     "core/object.c",
+    "core/type.c",
+    "core/str.c",
+    "core/hash.c",
+    "core/bytes.c",
+    "core/number.c",
+    "core/tuple.c",
+    "core/list.c",
+    "core/dict.c",
+    "core/set.c",
+    "core/weakref.c",
     "alloc/os.c",
     "alloc/arena.c",
     "alloc/heap.c",
@@ -28,6 +38,11 @@ const test_sources = [_][]const u8{
     "tests/test_alloc_threads.c",
     "tests/test_threads.c",
     "tests/test_object.c",
+    "tests/test_number.c",
+    "tests/test_str.c",
+    "tests/test_list.c",
+    "tests/test_dict.c",
+    "tests/test_weakref.c",
 };
 
 /// The stress runner and its scenarios.
@@ -57,6 +72,7 @@ const c_flags = [_][]const u8{
 };
 
 const Sanitize = enum { none, thread };
+const Refcount = enum { biased, atomic };
 
 /// Everything that changes how the library is compiled.
 const Config = struct {
@@ -65,6 +81,7 @@ const Config = struct {
     hardened: bool,
     torture: bool,
     sanitize: Sanitize,
+    refcount: Refcount = .biased,
 };
 
 const Ctx = struct {
@@ -84,6 +101,7 @@ fn configHeader(ctx: Ctx, cfg: Config) *std.Build.Step.ConfigHeader {
         .OURO_HARDENED = @as(i64, @intFromBool(cfg.hardened)),
         .OURO_TORTURE = @as(i64, @intFromBool(cfg.torture)),
         .OURO_TSAN = @as(i64, @intFromBool(cfg.sanitize == .thread)),
+        .OURO_REFCOUNT_ATOMIC = @as(i64, @intFromBool(cfg.refcount == .atomic)),
     });
 }
 
@@ -140,9 +158,10 @@ pub fn build(b: *std.Build) void {
     const hardened = b.option(bool, "hardened", "Encoded free lists and double-free detection (default false: see docs/alloc.md for its measured cost)") orelse false;
     const torture = b.option(bool, "torture", "Shrunken pools, arenas and caches to give bugs a chance (default false)") orelse false;
     const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default 20)") orelse "20";
+    const refcount = b.option(Refcount, "refcount", "Reference counting: biased (default) or atomic (every count one atomic counter: the baseline)") orelse .biased;
     if (debug_level > 3) @panic("-Ddebug-level must be 0..3");
 
-    const cfg: Config = .{ .optimize = optimize, .debug_level = debug_level, .hardened = hardened, .torture = torture, .sanitize = sanitize };
+    const cfg: Config = .{ .optimize = optimize, .debug_level = debug_level, .hardened = hardened, .torture = torture, .sanitize = sanitize, .refcount = refcount };
     const ch = configHeader(ctx, cfg);
 
     // ---- install: static and shared libraries, headers, config header, ouro.pc --------------------
@@ -170,7 +189,7 @@ pub fn build(b: *std.Build) void {
     b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
 
     // ---- stress: optimised with assertions and hardening, whatever the default mode -------------
-    const stress_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = sanitize };
+    const stress_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = sanitize, .refcount = refcount };
     const stress_ch = configHeader(ctx, stress_cfg);
     const stress_exe = addExe(ctx, stress_cfg, stress_ch, addLib(ctx, stress_cfg, stress_ch, .static), "ouro-stress", &stress_sources);
     b.installArtifact(stress_exe);
@@ -212,13 +231,18 @@ pub fn build(b: *std.Build) void {
 
     // ---- asan: the same sources through Debian's clang with ASan + UBSan --------------------------
     const asan_step = b.step("asan", "Build the tests with Debian's clang -fsanitize=address,undefined and run them");
-    const asan_cfg: Config = .{ .optimize = .Debug, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = .none };
+    const asan_cfg: Config = .{ .optimize = .Debug, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = .none, .refcount = refcount };
     const asan_ch = configHeader(ctx, asan_cfg);
     const asan_bins = [_]struct { name: []const u8, files: []const []const u8, libs: []const []const u8, args: []const []const u8 }{
         .{ .name = "test_alloc", .files = &.{"tests/test_alloc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_alloc_threads", .files = &.{"tests/test_alloc_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_threads", .files = &.{"tests/test_threads.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_object", .files = &.{"tests/test_object.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_number", .files = &.{"tests/test_number.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_str", .files = &.{"tests/test_str.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_list", .files = &.{"tests/test_list.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_dict", .files = &.{"tests/test_dict.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_weakref", .files = &.{"tests/test_weakref.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {

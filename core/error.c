@@ -70,14 +70,14 @@ void _ouro_fatal(const char *fmt, ...) {
     abort();
 }
 
-int ouro_config_check_(int debug_level, int hardened, int torture, int tsan) {
+int ouro_config_check_(int debug_level, int hardened, int torture, int tsan, int refcount_atomic) {
     if (debug_level == OURO_DEBUG_LEVEL && hardened == OURO_HARDENED && torture == OURO_TORTURE &&
-        tsan == OURO_TSAN)
+        tsan == OURO_TSAN && refcount_atomic == OURO_REFCOUNT_ATOMIC)
         return 0;
     _ouro_err_set(OURO_ERR_STATE,
-                  "program compiled for debug-level=%d hardened=%d torture=%d tsan=%d, library built "
-                  "with debug-level=%d hardened=%d torture=%d tsan=%d",
-                  debug_level, hardened, torture, tsan, OURO_DEBUG_LEVEL, OURO_HARDENED, OURO_TORTURE,
-                  OURO_TSAN);
+                  "program compiled for debug-level=%d hardened=%d torture=%d tsan=%d refcount-atomic=%d, "
+                  "library built with debug-level=%d hardened=%d torture=%d tsan=%d refcount-atomic=%d",
+                  debug_level, hardened, torture, tsan, refcount_atomic, OURO_DEBUG_LEVEL, OURO_HARDENED,
+                  OURO_TORTURE, OURO_TSAN, OURO_REFCOUNT_ATOMIC);
     return -1;
 }

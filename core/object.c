@@ -15,26 +15,88 @@
  * An owner that exited is no longer in its bucket: the queuer merges directly, under the bucket mutex,
  * so a new thread that reuses the tid registers either before (and gets the object queued) or after
  * (and sees tid 0). */
-#include "core/debug.h"
-#include "threads/internal.h"
+#include "core/objimpl.h"
 #include "alloc/internal.h"
-#include "core/defer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "ouro/object.h"
 
+/* ---- statistics per type ----------------------------------------------------------------------------
+ * Each registered thread counts the instances it makes and frees of the first TYPE_SLOTS types in its
+ * own array (relaxed loads and stores: one writer); a sum walks the threads and the counts of those that
+ * exited (stats_lock). Other threads, and types beyond the slots, count in shared atomics. */
+enum { TYPE_SLOTS = 256 };
+
+typedef struct { size_t allocs, frees; } type_counts;
+
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf */
+static _Atomic uint32_t type_next_index = 1;
+static type_counts stats_retired[TYPE_SLOTS]; /* relaxed atomics */
+
+/* The type's slot, assigning one at first use (UINT32_MAX: none left). */
+static uint32_t type_index(const ouro_type *t) {
+    uint32_t i = __atomic_load_n(&t->index, __ATOMIC_RELAXED);
+    if (OURO_LIKELY(i != 0)) return i;
+    uint32_t fresh = atomic_fetch_add_explicit(&type_next_index, 1, memory_order_relaxed);
+    if (fresh >= TYPE_SLOTS) fresh = UINT32_MAX;
+    uint32_t expected = 0;
+    if (!__atomic_compare_exchange_n(&((ouro_type *)t)->index, &expected, fresh, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return expected; /* another thread assigned one (the slot drawn here stays unused) */
+    return fresh;
+}
+
+static inline void counts_bump(size_t *c) { __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED); }
+
 /* ---- deallocation -------------------------------------------------------------------------------------- */
 
-static void object_dealloc(ouro_object *o) {
+typedef struct brc_thread brc_thread;
+static __thread brc_thread *tls_brc; /* the calling thread's record, NULL until its first object */
+static void type_count(const ouro_type *t, bool alloc);
+
+void _ouro_object_free(ouro_object *o) {
     const ouro_type *t = o->type;
     if (t->dealloc) t->dealloc(o);
+    if (t->nslots) {
+        ouro_object **slot = _ouro_slots_of(o);
+        for (size_t i = 0; i < t->nslots; i++) ouro_xdecref(slot[i]);
+    }
+    if (t->item_size) {
+        ouro_varobject *v = (ouro_varobject *)o;
+        if (v->items != (char *)o + t->basic_size) ouro_free(v->items);
+    }
     /* Zero counts in the words the allocator keeps: a racing try-incref reads a dead object. */
     __atomic_store_n(&o->ref_local, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&o->ref_shared, 0, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&((ouro_type *)t)->stat_frees, 1, __ATOMIC_RELAXED);
+    type_count(t, false);
     ouro_free(o);
+}
+
+/* Freeing an object drops its references, which may free more: a chain 10 million deep must not take
+ * 10 million frames. Past DEALLOC_DEPTH nested frees, an object waits on a thread-local list (linked
+ * through word 0: never a thread pointer, so racing readers still see a non-owner) and the outermost
+ * free drains it. */
+enum { DEALLOC_DEPTH = 48 };
+static __thread unsigned tls_dealloc_depth;
+static __thread ouro_object *tls_dealloc_later;
+
+void ouro_dealloc(ouro_object *o) {
+    if (tls_dealloc_depth >= DEALLOC_DEPTH) {
+        __atomic_store_n(&o->tid, (uintptr_t)tls_dealloc_later, __ATOMIC_RELAXED);
+        tls_dealloc_later = o;
+        return;
+    }
+    tls_dealloc_depth++;
+    _ouro_object_free(o);
+    if (tls_dealloc_depth == 1) {
+        while (tls_dealloc_later) {
+            ouro_object *next = tls_dealloc_later;
+            tls_dealloc_later = (ouro_object *)__atomic_load_n(&next->tid, __ATOMIC_RELAXED);
+            _ouro_object_free(next);
+        }
+    }
+    tls_dealloc_depth--;
 }
 
 /* Merges o's counts into ref_shared (its owner gives it up), adding extra; returns the true count. The
@@ -55,15 +117,15 @@ static intptr_t object_merge(ouro_object *o, intptr_t extra) {
 void ouro_merge_zero_local(ouro_object *o) {
     /* acquire: pairs with the non-owners' acq_rel decrements, whose writes happen before the free */
     intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_ACQUIRE);
-    if (shared == 0) { /* nobody else ever counted it: dead */
-        object_dealloc(o);
+    if (shared == OURO_SHARED_INIT) { /* nobody else ever counted it: dead */
+        ouro_dealloc(o);
         return;
     }
     __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED); /* others now count in ref_shared only */
     intptr_t merged;
-    do merged = shared | OURO_SHARED_MERGED;
+    do merged = (shared & ~(intptr_t)OURO_SHARED_STATE) | OURO_SHARED_MERGED;
     while (!__atomic_compare_exchange_n(&o->ref_shared, &shared, merged, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
-    if (merged == OURO_SHARED_MERGED) object_dealloc(o); /* merged with a zero count */
+    if (merged == OURO_SHARED_MERGED) ouro_dealloc(o); /* merged with a zero count */
 }
 
 void ouro_refcount_underflow(ouro_object *o) {
@@ -82,12 +144,28 @@ struct brc_chunk {
     ouro_object *obj[BRC_CHUNK];
 };
 
-typedef struct brc_thread brc_thread;
 struct brc_thread {
     uintptr_t tid;
     brc_thread *next; /* in its bucket */
     brc_chunk *queue; /* objects queued to this thread (bucket mutex) */
+    brc_thread *stats_next, *stats_prev; /* every registered thread (stats_lock) */
+    type_counts counts[TYPE_SLOTS];      /* written by the thread (relaxed), summed by anyone */
 };
+
+static brc_thread *stats_threads; /* stats_lock */
+
+static void type_count(const ouro_type *t, bool alloc) {
+    uint32_t i = type_index(t);
+    brc_thread *me = tls_brc;
+    if (OURO_LIKELY(i < TYPE_SLOTS && me)) {
+        counts_bump(alloc ? &me->counts[i].allocs : &me->counts[i].frees);
+    } else if (i < TYPE_SLOTS) {
+        __atomic_fetch_add(alloc ? &stats_retired[i].allocs : &stats_retired[i].frees, 1, __ATOMIC_RELAXED);
+    } else {
+        ouro_type *w = (ouro_type *)t;
+        __atomic_fetch_add(alloc ? &w->stat_allocs_shared : &w->stat_frees_shared, 1, __ATOMIC_RELAXED);
+    }
+}
 
 static struct {
     pthread_mutex_t mutex;
@@ -117,7 +195,6 @@ static void brc_kick_run(void *arg) {
     if (atomic_load_explicit(&brc_nonempty, memory_order_acquire) > 0) brc_request_grace_period();
 }
 
-static __thread brc_thread *tls_brc; /* the calling thread's record, NULL until its first object */
 static __thread bool tls_merging;    /* a merge is running on this thread (deallocs may poll) */
 
 static unsigned brc_bucket_of(uintptr_t tid) { return (unsigned)((tid >> 12) ^ (tid >> 20)) % BRC_BUCKETS; }
@@ -137,7 +214,7 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
     if (!owner) {
         intptr_t count = object_merge(o, -1);
         pthread_mutex_unlock(&brc_bucket[b].mutex);
-        if (count == 0) object_dealloc(o);
+        if (count == 0) ouro_dealloc(o);
         return;
     }
     brc_chunk *c = owner->queue;
@@ -161,12 +238,13 @@ void ouro_decref_shared(ouro_object *o) {
     intptr_t next;
     bool queue;
     do {
-        queue = shared == 0; /* the count would go negative, not yet queued nor merged */
+        /* the count would go negative, not yet queued nor merged */
+        queue = shared == OURO_SHARED_INIT || shared == OURO_SHARED_MAYBE_SHARED;
         next = queue ? OURO_SHARED_QUEUED : shared - ((intptr_t)1 << OURO_SHARED_SHIFT);
         /* acq_rel: our writes to the object happen before its free, wherever it happens */
     } while (!__atomic_compare_exchange_n(&o->ref_shared, &shared, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
     if (queue) brc_queue(o, __atomic_load_n(&o->tid, __ATOMIC_RELAXED));
-    else if (next == OURO_SHARED_MERGED) object_dealloc(o);
+    else if (next == OURO_SHARED_MERGED) ouro_dealloc(o);
 }
 
 /* Takes the calling thread's queue (its record registered). */
@@ -184,7 +262,7 @@ static size_t brc_merge_chunks(brc_chunk *q) {
     size_t n = 0;
     while (q) {
         for (size_t i = 0; i < q->n; i++, n++)
-            if (object_merge(q->obj[i], -1) == 0) object_dealloc(q->obj[i]);
+            if (object_merge(q->obj[i], -1) == 0) ouro_dealloc(q->obj[i]);
         brc_chunk *next = q->next;
         free(q);
         q = next;
@@ -216,21 +294,31 @@ static void brc_thread_exit(void) {
     tls_merging = true;
     brc_merge_chunks(q);
     tls_merging = false;
+    pthread_mutex_lock(&stats_lock); /* its counts move to the retired ones: sums stay exact */
+    for (int i = 0; i < TYPE_SLOTS; i++) {
+        __atomic_fetch_add(&stats_retired[i].allocs, me->counts[i].allocs, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&stats_retired[i].frees, me->counts[i].frees, __ATOMIC_RELAXED);
+    }
+    if (me->stats_prev) me->stats_prev->stats_next = me->stats_next; else stats_threads = me->stats_next;
+    if (me->stats_next) me->stats_next->stats_prev = me->stats_prev;
     tls_brc = NULL;
+    pthread_mutex_unlock(&stats_lock);
     free(me);
 }
 
 static pthread_once_t brc_once = PTHREAD_ONCE_INIT;
+static void brc_atfork_child(void);
 
 static void brc_init(void) {
     for (int i = 0; i < BRC_BUCKETS; i++) pthread_mutex_init(&brc_bucket[i].mutex, NULL);
     if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_REFCOUNT, brc_thread_exit) != 0)
         _ouro_fatal("cannot register the refcount exit hook: %s", ouro_err_message());
     _ouro_thread_set_poll_hook(ouro_refcount_merge_queued);
+    if (pthread_atfork(NULL, NULL, brc_atfork_child) != 0) _ouro_fatal("pthread_atfork failed");
 }
 
 /* Registers the calling thread as an owner (attaching it first). false with an error set. */
-static bool brc_register(void) {
+bool _ouro_object_thread_ready(void) {
     if (tls_brc) return true;
     if (ouro_thread_attach() != 0) return false;
     pthread_once(&brc_once, brc_init);
@@ -240,6 +328,11 @@ static bool brc_register(void) {
         return false;
     }
     me->tid = ouro_thread_id();
+    pthread_mutex_lock(&stats_lock);
+    me->stats_next = stats_threads;
+    if (stats_threads) stats_threads->stats_prev = me;
+    stats_threads = me;
+    pthread_mutex_unlock(&stats_lock);
     unsigned b = brc_bucket_of(me->tid);
     pthread_mutex_lock(&brc_bucket[b].mutex);
     me->next = brc_bucket[b].threads;
@@ -249,23 +342,103 @@ static bool brc_register(void) {
     return true;
 }
 
+/* fork(): the child's only thread is the forking one. The records of the vanished threads leave the
+ * buckets (else their queues would fill forever), their queued objects are merged here, and the
+ * leaf mutexes, which a vanished thread may have held, are made anew. */
+static void brc_atfork_child(void) {
+    pthread_mutex_init(&stats_lock, NULL);
+    brc_chunk *orphans = NULL;
+    for (int b = 0; b < BRC_BUCKETS; b++) {
+        pthread_mutex_init(&brc_bucket[b].mutex, NULL);
+        for (brc_thread **p = &brc_bucket[b].threads; *p;) {
+            brc_thread *t = *p;
+            if (t == tls_brc) {
+                p = &t->next;
+                continue;
+            }
+            *p = t->next;
+            for (brc_chunk *c = t->queue, *next; c; c = next) {
+                next = c->next;
+                c->next = orphans;
+                orphans = c;
+            }
+            for (int i = 0; i < TYPE_SLOTS; i++) {
+                __atomic_fetch_add(&stats_retired[i].allocs, t->counts[i].allocs, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&stats_retired[i].frees, t->counts[i].frees, __ATOMIC_RELAXED);
+            }
+            free(t);
+        }
+    }
+    stats_threads = tls_brc;
+    if (tls_brc) tls_brc->stats_next = tls_brc->stats_prev = NULL;
+    int queued = 0;
+    for (int b = 0; b < BRC_BUCKETS; b++)
+        for (brc_thread *t = brc_bucket[b].threads; t; t = t->next) queued += t->queue != NULL;
+    atomic_store_explicit(&brc_nonempty, queued, memory_order_relaxed);
+    atomic_store_explicit(&brc_kick_pending, false, memory_order_relaxed); /* the reclaimer is gone too */
+    tls_merging = true;
+    brc_merge_chunks(orphans);
+    tls_merging = false;
+}
+
 /* ---- public API --------------------------------------------------------------------------------------------- */
 
+static bool object_check_type(const ouro_type *type, const char *fn, bool var) {
+    const char *why = NULL;
+    if (!type) why = "type is NULL";
+    else if (type->head.type != &ouro_type_type) why = "not a type (its header does not say type; use OURO_TYPE_HEAD)";
+    else if (type->basic_size < (type->item_size ? sizeof(ouro_varobject) : sizeof(ouro_object)) ||
+             type->basic_size > OURO_OBJECT_MAX_SIZE)
+        why = "the type's basic_size is out of range";
+    else if (!var && type->item_size) why = "a variable-size type (use ouro_new_var)";
+    else if (var && !type->item_size) why = "a fixed-size type (use ouro_new)";
+    if (!why) return true;
+    _ouro_err_set(OURO_ERR_INVALID, "%s: %s", fn, why);
+    return false;
+}
+
+/* A zeroed object block of size bytes with its header set (one reference, the caller the owner). */
+static ouro_object *object_make(const ouro_type *type, size_t size) {
+    if (!_ouro_object_thread_ready()) return NULL;
+    unsigned kind = type->flags & OURO_TYPE_GC ? OURO_KIND_GC : OURO_KIND_OBJECT;
+    ouro_object *o = _ouro_alloc_kind(kind, size);
+    if (!o) return NULL;
+    memset((char *)o + sizeof(uintptr_t), 0, size - sizeof(uintptr_t));
+#if OURO_REFCOUNT_ATOMIC
+    __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->ref_shared, ((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED, __ATOMIC_RELAXED);
+#else
+    __atomic_store_n(&o->tid, ouro_thread_id(), __ATOMIC_RELAXED);
+    __atomic_store_n(&o->ref_local, 1, __ATOMIC_RELAXED);
+#endif
+    o->type = type;
+    type_count(type, true);
+    return o;
+}
+
 ouro_object *ouro_new(const ouro_type *type) {
-    if (!type || type->basic_size < sizeof(ouro_object) || type->basic_size > OURO_OBJECT_MAX_SIZE) {
-        _ouro_err_set(OURO_ERR_INVALID, "ouro_new: %s", !type ? "type is NULL" : "the type's basic_size is out of range");
+    if (!object_check_type(type, "ouro_new", false)) return NULL;
+    return object_make(type, type->basic_size);
+}
+
+ouro_object *ouro_new_var(const ouro_type *type, size_t n) {
+    if (!object_check_type(type, "ouro_new_var", true)) return NULL;
+    size_t bytes;
+    if (__builtin_mul_overflow(n, type->item_size, &bytes) || bytes > PTRDIFF_MAX) {
+        _ouro_err_set(OURO_ERR_OVERFLOW, "ouro_new_var: %zu items of %zu bytes overflow", n, type->item_size);
         return NULL;
     }
-    if (!brc_register()) return NULL;
-    unsigned kind = type->flags & OURO_TYPE_GC ? OURO_KIND_GC : OURO_KIND_OBJECT;
-    ouro_object *o = _ouro_alloc_kind(kind, type->basic_size);
-    if (!o) return NULL;
-    memset(o, 0, type->basic_size);
-    o->tid = ouro_thread_id();
-    o->ref_local = 1;
-    o->type = type;
-    __atomic_fetch_add(&((ouro_type *)type)->stat_allocs, 1, __ATOMIC_RELAXED);
-    return o;
+    bool inline_items = bytes <= OURO_OBJECT_MAX_SIZE - type->basic_size;
+    void *items = NULL;
+    if (!inline_items && !(items = ouro_calloc(1, bytes))) return NULL;
+    ouro_varobject *v = (ouro_varobject *)object_make(type, type->basic_size + (inline_items ? bytes : 0));
+    if (!v) {
+        ouro_free(items);
+        return NULL;
+    }
+    v->size = n;
+    v->items = inline_items ? (char *)v + type->basic_size : items;
+    return &v->head;
 }
 
 int ouro_immortalize(ouro_object *o) {
@@ -287,4 +460,54 @@ size_t ouro_refcount(const ouro_object *o) {
     /* A queued object's queue holds the reference its queuer dropped (CPython counts it too). */
     intptr_t count = (intptr_t)local + (__atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED) >> OURO_SHARED_SHIFT);
     return count < 0 ? 0 : (size_t)count;
+}
+
+size_t ouro_sizeof(ouro_object *o) {
+    if (!o) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_sizeof: object is NULL");
+        return (size_t)-1;
+    }
+    const ouro_type *t = o->type;
+    if (t == &ouro_type_type) return sizeof(ouro_type); /* static or made by ouro_type_new */
+    size_t n = ouro_usable_size(o);
+    if (t->item_size) {
+        ouro_varobject *v = (ouro_varobject *)o;
+        if (v->items != (char *)o + t->basic_size) n += ouro_usable_size(v->items);
+    }
+    if (t->extra_size) n += t->extra_size(o);
+    return n;
+}
+
+const char *ouro_type_name(const ouro_object *o) { return o ? o->type->name : "NULL"; }
+
+int ouro_type_get_stats(const ouro_type *type, ouro_type_stats *out) {
+    if (!type || !out) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_type_get_stats: %s is NULL", !type ? "type" : "out");
+        return -1;
+    }
+    uint32_t i = __atomic_load_n(&type->index, __ATOMIC_RELAXED);
+    size_t allocs = __atomic_load_n(&type->stat_allocs_shared, __ATOMIC_RELAXED);
+    size_t frees = __atomic_load_n(&type->stat_frees_shared, __ATOMIC_RELAXED);
+    if (i != 0 && i < TYPE_SLOTS) {
+        pthread_mutex_lock(&stats_lock);
+        allocs += __atomic_load_n(&stats_retired[i].allocs, __ATOMIC_RELAXED);
+        frees += __atomic_load_n(&stats_retired[i].frees, __ATOMIC_RELAXED);
+        for (brc_thread *t = stats_threads; t; t = t->stats_next) {
+            allocs += __atomic_load_n(&t->counts[i].allocs, __ATOMIC_RELAXED);
+            frees += __atomic_load_n(&t->counts[i].frees, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&stats_lock);
+    }
+    out->allocs = allocs;
+    out->frees = frees;
+    out->live = allocs >= frees ? allocs - frees : 0; /* a snapshot: a free may be seen before its alloc */
+    return 0;
+}
+
+static void free_deferred_run(void *arg) { ouro_free(arg); }
+
+void _ouro_free_deferred(ouro_deferred_block *b) {
+    b->node.fn = free_deferred_run;
+    b->node.arg = b;
+    _ouro_defer_push(&b->node);
 }

@@ -2,7 +2,8 @@
  *
  * Include this one header. It pulls in the generated build configuration (ouro/config.h), the error
  * and fatal-handler API (ouro/error.h), the allocator (ouro/alloc.h), threads (ouro/threads.h), the object
- * lock (ouro/lock.h) and objects (ouro/object.h). Later modules (gc) add their headers here. Every public symbol is named ouro_* / OURO_*. */
+ * lock (ouro/lock.h), objects (ouro/object.h) and the built-in types (ouro/str.h, number.h, list.h, dict.h,
+ * weakref.h). Later modules (gc) add their headers here. Every public symbol is named ouro_* / OURO_*. */
 #ifndef OURO_H
 #define OURO_H
 
@@ -12,5 +13,10 @@
 #include "ouro/threads.h"
 #include "ouro/lock.h"
 #include "ouro/object.h"
+#include "ouro/str.h"
+#include "ouro/number.h"
+#include "ouro/list.h"
+#include "ouro/dict.h"
+#include "ouro/weakref.h"
 
 #endif /* OURO_H */

@@ -23,6 +23,10 @@ typedef enum ouro_err {
     OURO_ERR_OVERFLOW = 2, /* a size computation overflowed */
     OURO_ERR_INVALID = 3,  /* an argument is not valid (e.g. a pointer ouro did not allocate) */
     OURO_ERR_STATE = 4,    /* the call is not allowed in the current state */
+    OURO_ERR_TYPE = 5,     /* an object of the wrong type (or an unhashable key) */
+    OURO_ERR_INDEX = 6,    /* an index out of range, or pop from an empty container */
+    OURO_ERR_KEY = 7,      /* a key that is not in the dict or set */
+    OURO_ERR_VALUE = 8,    /* a value of the right type that is not acceptable (invalid UTF-8, ...) */
 } ouro_err;
 
 /* The calling thread's current error code, OURO_OK when none is set. */
@@ -45,10 +49,11 @@ typedef void (*ouro_fatal_handler)(const char *message, void *arg);
 ouro_fatal_handler ouro_set_fatal_handler(ouro_fatal_handler handler, void *arg);
 
 /* Returns 0 when the library was built with the same configuration as the ouro/config.h this program
- * was compiled with (debug level, hardening, torture, sanitizer), else -1 with OURO_ERR_STATE. */
-int ouro_config_check_(int debug_level, int hardened, int torture, int tsan);
+ * was compiled with (debug level, hardening, torture, sanitizer, refcount mode), else -1 with
+ * OURO_ERR_STATE. */
+int ouro_config_check_(int debug_level, int hardened, int torture, int tsan, int refcount_atomic);
 #define ouro_config_check() \
-    ouro_config_check_(OURO_DEBUG_LEVEL, OURO_HARDENED, OURO_TORTURE, OURO_TSAN)
+    ouro_config_check_(OURO_DEBUG_LEVEL, OURO_HARDENED, OURO_TORTURE, OURO_TSAN, OURO_REFCOUNT_ATOMIC)
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,2 @@
+/* core/hash.c — placeholder: written by the issue-4 work in progress. */
+#include "core/objimpl.h"

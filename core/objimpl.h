@@ -1,0 +1,85 @@
+/* core/objimpl.h — what the built-in types share inside libouro: try-incref for lock-free readers,
+ * the MAYBE_SHARED mark, deferred frees of arrays readers may still be reading, per-type statistics.
+ *
+ * The lock-free read protocol (CPython 3.13t's, docs/objects.md "Containers"): a reader (attached and
+ * online, so a grace period cannot end under it) loads the array with acquire order, loads the slot,
+ * try-increfs the object it found, then checks that the slot (and the array) still hold it. When the
+ * check fails it drops what it got and retries; when the try-incref fails it takes the container's
+ * lock and reads again (the locked path marks the object MAYBE_SHARED, so the next read is lock-free).
+ * Why it is safe: an object's memory stays an object (object pools keep words 1..3, and return to the
+ * arena only after a grace period), so try-incref on a freed object reads zero counts and fails; when
+ * it succeeds on an object that was freed and reused meanwhile, the re-check sees the slot changed. */
+#ifndef OURO_CORE_OBJIMPL_H
+#define OURO_CORE_OBJIMPL_H
+
+#include "core/debug.h"
+#include "core/defer.h"
+#include "threads/internal.h"
+
+/* Takes a reference to o if it is alive as far as its counts tell, for a reader that does not hold
+ * one: o's memory must be an object's (see above). Returns false when o may be dead, or when only its
+ * owner could tell (a non-owner and state INIT): the caller then takes the container's lock. */
+static inline bool _ouro_try_incref(ouro_object *o) {
+    uint32_t local = __atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
+    if (local == OURO_IMMORTAL_LOCAL) return true;
+#if !OURO_REFCOUNT_ATOMIC
+    if (__atomic_load_n(&o->tid, __ATOMIC_RELAXED) == ouro_thread_id()) {
+        if (local == 0) return false;
+        __atomic_store_n(&o->ref_local, local + 1, __ATOMIC_RELAXED);
+        return true;
+    }
+#endif
+    intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
+    for (;;) {
+        /* INIT: the owner frees without a CAS when its count ends; MERGED with no count: dead. */
+        if (shared == OURO_SHARED_INIT || shared == OURO_SHARED_MERGED) return false;
+        if (__atomic_compare_exchange_n(&o->ref_shared, &shared, shared + ((intptr_t)1 << OURO_SHARED_SHIFT), 1,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return true;
+    }
+}
+
+/* Marks o MAYBE_SHARED (readers' try-incref may succeed on it from now on). The caller holds a
+ * reference to o (or a lock under which a container holds one). */
+static inline void _ouro_set_maybe_shared(ouro_object *o) {
+#if !OURO_REFCOUNT_ATOMIC
+    if (ouro_is_immortal(o)) return;
+    intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
+    while ((shared & OURO_SHARED_STATE) == OURO_SHARED_INIT)
+        if (__atomic_compare_exchange_n(&o->ref_shared, &shared, shared | OURO_SHARED_MAYBE_SHARED, 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            break;
+#else
+    (void)o;
+#endif
+}
+
+/* Loads and stores of slots read lock-free. */
+#define _ouro_slot_load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define _ouro_slot_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* A block whose free waits for a grace period (an array lock-free readers may still be reading). The
+ * header is caller storage at the start of the block (ouro_alloc'd). */
+typedef struct ouro_deferred_block {
+    ouro_defer_node node;
+} ouro_deferred_block;
+
+/* Frees b (allocated with ouro_alloc) after a grace period. */
+OURO_INTERNAL void _ouro_free_deferred(ouro_deferred_block *b);
+
+/* The calling thread attached and registered for objects (ouro_new's set-up); false with an error. */
+OURO_INTERNAL bool _ouro_object_thread_ready(void);
+
+/* Runs the type's teardown and frees o without the dealloc depth guard (ouro_dealloc's worker). */
+OURO_INTERNAL void _ouro_object_free(ouro_object *o);
+
+/* Sets OURO_ERR_TYPE "fn: expected a T, got a U" and returns NULL / -1. */
+OURO_INTERNAL void *_ouro_err_type(const char *fn, const char *expected, const ouro_object *got);
+OURO_INTERNAL int _ouro_err_type_int(const char *fn, const char *expected, const ouro_object *got);
+
+/* The slots' storage of an instance of a type made by ouro_type_new. */
+static inline ouro_object **_ouro_slots_of(ouro_object *o) {
+    return (ouro_object **)((char *)o + o->type->slot_offset);
+}
+
+#endif /* OURO_CORE_OBJIMPL_H */
