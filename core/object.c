@@ -57,6 +57,7 @@ static void type_count(const ouro_type *t, bool alloc);
 
 void _ouro_object_free(ouro_object *o) {
     const ouro_type *t = o->type;
+    if (__atomic_load_n(&o->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) _ouro_weakref_clear(o);
     if (t->dealloc) t->dealloc(o);
     if (t->nslots) {
         ouro_object **slot = _ouro_slots_of(o);

@@ -70,6 +70,13 @@ OURO_INTERNAL void _ouro_free_deferred(ouro_deferred_block *b);
 /* The calling thread attached and registered for objects (ouro_new's set-up); false with an error. */
 OURO_INTERNAL bool _ouro_object_thread_ready(void);
 
+/* Header flags (ouro_object.flags, atomic bit operations). */
+#define OURO_OBJ_WEAKREFS 1u /* weak references to the object exist (core/weakref.c) */
+
+/* Clears the weak references to o, which is dying (count zero, not yet torn down), and runs their
+ * callbacks. Called by the free of an object with OURO_OBJ_WEAKREFS set. */
+OURO_INTERNAL void _ouro_weakref_clear(ouro_object *o);
+
 /* Runs the type's teardown and frees o without the dealloc depth guard (ouro_dealloc's worker). */
 OURO_INTERNAL void _ouro_object_free(ouro_object *o);
 
