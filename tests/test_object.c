@@ -306,6 +306,325 @@ static void test_immortal_and_errors(void **state) {
     ouro_err_clear();
 }
 
+
+/* ---- types from a spec, slots ------------------------------------------------------------------------- */
+typedef struct {
+    ouro_object head;
+    uint64_t payload;
+} node_head;
+
+static atomic_long node_deallocs;
+static void node_dealloc(ouro_object *self) { atomic_fetch_add(&node_deallocs, 1); }
+
+static const char *const node_slots[] = {"left", "right", NULL};
+
+static ouro_type *node_type_new(void) {
+    ouro_type_spec spec = {.name = "node", .basic_size = sizeof(node_head), .flags = OURO_TYPE_GC, .slots = node_slots, .dealloc = node_dealloc};
+    ouro_type *t = ouro_type_new(&spec);
+    assert_non_null(t);
+    return t;
+}
+
+static int count_visit(ouro_object *child, void *arg) {
+    (void)child;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_type_from_spec(void **state) {
+    ouro_type *t = node_type_new();
+    assert_string_equal(t->name, "node");
+    assert_true(ouro_is_immortal(&t->head));
+    assert_int_equal(t->nslots, 2);
+    assert_int_equal(ouro_slot_index(t, "right"), 1);
+    assert_int_equal(ouro_slot_index(t, "nope"), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    long b0 = atomic_load(&box_deallocs), n0 = atomic_load(&node_deallocs);
+    ouro_object *n = ouro_new(t);
+    assert_non_null(n);
+    assert_string_equal(ouro_type_name(n), "node");
+    assert_null(ouro_slot_get(n, 0)); /* empty, no error */
+    box *a = box_new(), *b = box_new();
+    assert_int_equal(ouro_slot_set(n, 0, &a->head), 0);
+    assert_int_equal(ouro_slot_set(n, 1, &b->head), 0);
+    assert_int_equal(ouro_refcount(&a->head), 2);
+    ouro_object *got = ouro_slot_get(n, 0);
+    assert_ptr_equal(got, &a->head);
+    assert_int_equal(ouro_refcount(&a->head), 3);
+    ouro_decref(got);
+    int visits = 0;
+    assert_int_equal(t->traverse(n, count_visit, &visits), 0);
+    assert_int_equal(visits, 2);
+    ouro_decref(&a->head); /* the slot holds the last reference now */
+    ouro_decref(&b->head);
+    assert_int_equal(atomic_load(&box_deallocs), b0);
+    assert_int_equal(ouro_slot_set(n, 1, NULL), 0); /* drops b */
+    assert_int_equal(atomic_load(&box_deallocs), b0 + 1);
+    t->clear(n); /* the collector's clear empties every slot: drops a */
+    assert_int_equal(atomic_load(&box_deallocs), b0 + 2);
+    visits = 0;
+    t->traverse(n, count_visit, &visits);
+    assert_int_equal(visits, 0);
+    /* errors */
+    ouro_err_clear();
+    assert_null(ouro_slot_get(n, 2));
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INDEX);
+    assert_int_equal(ouro_slot_set(n, 5, NULL), -1);
+    assert_int_equal(ouro_slot_set(NULL, 0, NULL), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    assert_int_equal(ouro_type_free(t), -1); /* n is alive */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_STATE);
+    assert_int_equal(ouro_type_free(&box_type), -1); /* static */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    /* dealloc drops the slots after the spec's dealloc */
+    box *c = box_new();
+    ouro_slot_set(n, 0, &c->head);
+    ouro_decref(&c->head);
+    ouro_decref(n);
+    assert_int_equal(atomic_load(&node_deallocs), n0 + 1);
+    assert_int_equal(atomic_load(&box_deallocs), b0 + 3);
+    ouro_type_stats st;
+    assert_int_equal(ouro_type_get_stats(t, &st), 0);
+    assert_int_equal(st.allocs, 1);
+    assert_int_equal(st.live, 0);
+    assert_int_equal(ouro_type_free(t), 0);
+    ouro_err_clear();
+}
+
+static void test_type_spec_errors(void **state) {
+    const char *const dup[] = {"x", "x", NULL};
+    const char *const empty[] = {"", NULL};
+    ouro_type_spec bad[] = {
+        {.name = NULL},
+        {.name = ""},
+        {.name = "dup", .slots = dup},
+        {.name = "empty", .slots = empty},
+        {.name = "small", .basic_size = 8},
+        {.name = "big", .basic_size = OURO_OBJECT_MAX_SIZE + 1},
+        {.name = "var-slots", .item_size = 8, .slots = node_slots},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ouro_err_clear();
+        assert_null(ouro_type_new(&bad[i]));
+        assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    }
+    assert_null(ouro_type_new(NULL));
+    assert_int_equal(ouro_type_free(NULL), -1);
+    ouro_err_clear();
+}
+
+/* Readers get a slot lock-free while the owner keeps replacing what it holds: each get returns a live
+ * box (canary intact), and every box is freed exactly once. */
+enum { SLOT_READERS = 3, SLOT_SWAPS = 20000 };
+static atomic_int slot_stop;
+
+static void *slot_reader(void *arg) {
+    ouro_object *n = arg;
+    long got = 0;
+    while (!atomic_load(&slot_stop)) {
+        box *b = (box *)ouro_slot_get(n, 0);
+        if (b) {
+            if (b->canary != CANARY) fail_msg("slot_get returned a freed box %p", (void *)b);
+            got++;
+            ouro_decref(&b->head);
+        }
+        ouro_safepoint();
+    }
+    ouro_thread_detach();
+    return (void *)got;
+}
+
+static void test_slot_readers_race(void **state) {
+    ouro_type *t = node_type_new();
+    ouro_type_stats s0 = box_stats();
+    ouro_object *n = ouro_new(t);
+    atomic_store(&slot_stop, 0);
+    pthread_t r[SLOT_READERS];
+    for (int i = 0; i < SLOT_READERS; i++) pthread_create(&r[i], NULL, slot_reader, n);
+    for (int i = 0; i < SLOT_SWAPS; i++) {
+        box *b = box_new();
+        ouro_slot_set(n, 0, &b->head);
+        ouro_decref(&b->head); /* the slot's is the only reference: replacing it frees it */
+        if (i % 64 == 0) ouro_safepoint();
+    }
+    atomic_store(&slot_stop, 1);
+    long total = 0;
+    ouro_offline_begin();
+    for (int i = 0; i < SLOT_READERS; i++) {
+        void *got;
+        pthread_join(r[i], &got);
+        total += (long)got;
+    }
+    ouro_offline_end();
+    ouro_decref(n);
+    ouro_refcount_merge_queued();
+    ouro_type_stats s1 = box_stats();
+    assert_int_equal(s1.allocs - s0.allocs, SLOT_SWAPS);
+    assert_int_equal(s1.live, s0.live); /* every box freed exactly once */
+    assert_true(total > 0);
+    assert_int_equal(ouro_type_free(t), 0);
+}
+
+/* ---- variable-size objects ---------------------------------------------------------------------------- */
+static ouro_type vec_type = {.head = OURO_TYPE_HEAD, .name = "vec", .basic_size = sizeof(ouro_varobject), .item_size = sizeof(uint64_t)};
+
+static void test_new_var(void **state) {
+    ouro_varobject *small = (ouro_varobject *)ouro_new_var(&vec_type, 10);
+    assert_non_null(small);
+    assert_int_equal(small->size, 10);
+    assert_ptr_equal(small->items, (char *)small + sizeof(ouro_varobject)); /* inline */
+    for (int i = 0; i < 10; i++) assert_int_equal(((uint64_t *)small->items)[i], 0);
+    size_t sz_small = ouro_sizeof(&small->head);
+    assert_true(sz_small >= sizeof(ouro_varobject) + 80);
+    ouro_varobject *big = (ouro_varobject *)ouro_new_var(&vec_type, 100000);
+    assert_non_null(big);
+    assert_ptr_not_equal(big->items, (char *)big + sizeof(ouro_varobject)); /* its own block */
+    ((uint64_t *)big->items)[99999] = 7;
+    assert_true(ouro_sizeof(&big->head) >= 800000);
+    ouro_type_stats s0;
+    ouro_type_get_stats(&vec_type, &s0);
+    assert_int_equal(s0.live, 2);
+    ouro_decref(&small->head);
+    ouro_decref(&big->head);
+    ouro_type_get_stats(&vec_type, &s0);
+    assert_int_equal(s0.live, 0);
+    ouro_err_clear();
+    assert_null(ouro_new_var(&vec_type, SIZE_MAX / 4));
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_OVERFLOW);
+    assert_null(ouro_new(&vec_type)); /* variable-size */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    assert_null(ouro_new_var(&box_type, 3)); /* fixed-size */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    assert_int_equal(ouro_sizeof(NULL), (size_t)-1);
+    assert_string_equal(ouro_type_name(NULL), "NULL");
+    ouro_err_clear();
+}
+
+/* ---- freeing a long chain takes bounded stack ----------------------------------------------------------- */
+#if OURO_TSAN
+enum { CHAIN = 200000 };
+#else
+enum { CHAIN = 2000000 };
+#endif
+
+static void *build_and_free_chain(void *arg) {
+    ouro_type *t = arg;
+    ouro_object *head = NULL;
+    for (long i = 0; i < CHAIN; i++) {
+        ouro_object *n = ouro_new(t);
+        if (!n) return (void *)1;
+        if (head) {
+            ouro_slot_set(n, 0, head);
+            ouro_decref(head);
+        }
+        head = n;
+    }
+    ouro_decref(head); /* frees the whole chain: a recursive free would need CHAIN frames */
+    ouro_thread_detach();
+    return NULL;
+}
+
+static void test_deep_chain_freed(void **state) {
+    ouro_type *t = node_type_new();
+    long n0 = atomic_load(&node_deallocs);
+    void *r;
+    pthread_t th;
+    pthread_create(&th, NULL, build_and_free_chain, t); /* default attributes: the default stack */
+    ouro_offline_begin();
+    pthread_join(th, &r);
+    ouro_offline_end();
+    assert_null(r);
+    assert_int_equal(atomic_load(&node_deallocs) - n0, CHAIN);
+    ouro_type_stats st;
+    ouro_type_get_stats(t, &st);
+    assert_int_equal(st.allocs, CHAIN);
+    assert_int_equal(st.live, 0);
+    assert_int_equal(ouro_type_free(t), 0);
+}
+
+/* ---- statistics over threads ---------------------------------------------------------------------------- */
+enum { STAT_THREADS = 4, STAT_EACH = 1000 };
+
+static void *make_boxes(void *arg) {
+    box **out = arg;
+    for (int i = 0; i < STAT_EACH; i++) {
+        out[i] = box_new();
+        if (i % 2) {
+            ouro_decref(&out[i]->head);
+            out[i] = NULL;
+        }
+    }
+    return NULL; /* exits attached: its counts move to the retired ones */
+}
+
+static void test_stats_over_threads(void **state) {
+    ouro_type_stats s0 = box_stats();
+    static box *made[STAT_THREADS][STAT_EACH];
+    pthread_t t[STAT_THREADS];
+    for (int i = 0; i < STAT_THREADS; i++) pthread_create(&t[i], NULL, make_boxes, made[i]);
+    ouro_offline_begin();
+    for (int i = 0; i < STAT_THREADS; i++) pthread_join(t[i], NULL);
+    ouro_offline_end();
+    ouro_type_stats s1 = box_stats();
+    assert_int_equal(s1.allocs - s0.allocs, STAT_THREADS * STAT_EACH);
+    assert_int_equal(s1.frees - s0.frees, STAT_THREADS * STAT_EACH / 2);
+    assert_int_equal(s1.live - s0.live, STAT_THREADS * STAT_EACH / 2);
+    for (int i = 0; i < STAT_THREADS; i++)
+        for (int j = 0; j < STAT_EACH; j++)
+            if (made[i][j]) ouro_decref(&made[i][j]->head); /* owners exited: merged here */
+    s1 = box_stats();
+    assert_int_equal(s1.live, s0.live);
+    assert_int_equal(ouro_type_get_stats(NULL, &s1), -1);
+    ouro_err_clear();
+}
+
+/* ---- generic hash and equality --------------------------------------------------------------------------- */
+typedef struct {
+    ouro_object head;
+    int64_t v;
+} num;
+
+static int64_t num_hash(ouro_object *self) { return ((num *)self)->v == -1 ? -2 : ((num *)self)->v; }
+static int num_eq(ouro_object *self, ouro_object *other) {
+    return other->type == self->type && ((num *)self)->v == ((num *)other)->v;
+}
+
+static void test_hash_and_eq(void **state) {
+    ouro_type_spec spec = {.name = "num", .basic_size = sizeof(num), .hash = num_hash, .eq = num_eq};
+    ouro_type *t = ouro_type_new(&spec);
+    num *a = (num *)ouro_new(t), *b = (num *)ouro_new(t);
+    a->v = b->v = 42;
+    assert_int_equal(ouro_hash(&a->head), 42);
+    assert_int_equal(ouro_eq(&a->head, &b->head), 1);
+    b->v = 43;
+    assert_int_equal(ouro_eq(&a->head, &b->head), 0);
+    box *x = box_new();
+    assert_int_equal(ouro_eq(&a->head, &x->head), 0);
+    assert_int_equal(ouro_eq(&x->head, &x->head), 1); /* identity */
+    assert_int_equal(ouro_hash(&x->head), ouro_hash_pointer(x)); /* by identity */
+    assert_true(ouro_hash(&x->head) != -1);
+    ouro_type_spec uspec = {.name = "unhashable", .hash = ouro_unhashable};
+    ouro_type *ut = ouro_type_new(&uspec);
+    ouro_object *u = ouro_new(ut);
+    ouro_err_clear();
+    assert_int_equal(ouro_hash(u), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_TYPE);
+    assert_non_null(strstr(ouro_err_message(), "unhashable type: 'unhashable'"));
+    assert_int_equal(ouro_hash(NULL), -1);
+    assert_int_equal(ouro_eq(NULL, u), -1);
+    ouro_err_clear();
+    ouro_object *r = ouro_repr(&x->head);
+    assert_non_null(r);
+    assert_non_null(strstr(ouro_str_utf8(r, NULL), "<box object at 0x"));
+    ouro_decref(r);
+    ouro_decref(u);
+    ouro_decref(&a->head);
+    ouro_decref(&b->head);
+    ouro_decref(&x->head);
+    assert_int_equal(ouro_type_free(ut), 0);
+    assert_int_equal(ouro_type_free(t), 0);
+}
+
 static void decref_dead(void) {
     box *b = box_new();
     ouro_decref(&b->head);
@@ -327,6 +646,13 @@ int main(void) {
         cmocka_unit_test(test_concurrent_counts),
         cmocka_unit_test(test_immortal_and_errors),
         cmocka_unit_test(test_underflow_is_fatal),
+        cmocka_unit_test(test_type_from_spec),
+        cmocka_unit_test(test_type_spec_errors),
+        cmocka_unit_test(test_slot_readers_race),
+        cmocka_unit_test(test_new_var),
+        cmocka_unit_test(test_deep_chain_freed),
+        cmocka_unit_test(test_stats_over_threads),
+        cmocka_unit_test(test_hash_and_eq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
