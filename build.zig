@@ -59,6 +59,7 @@ const bench_sources = [_][]const u8{
     "bench/main.c",
     "bench/alloc_suite.c",
     "bench/stw_suite.c",
+    "bench/rc_suite.c",
 };
 
 const c_flags = [_][]const u8{

@@ -10,7 +10,9 @@
  * A case runs for every subject of its suite unless its `subjects` mask names some (bit i for
  * subjects[i]): the others are not run for it, show "n/a" in the table, get no ratio and no JSON record.
  * The stw suite uses it to compare `ouro` with one reference per case (`baseline` for the bare loop of
- * `poll`, `ouro-nopoll` for `pair-32-polled`) and to run its stop-the-world cases for `ouro` only.
+ * `poll`, `ouro-nopoll` for `pair-32-polled`) and to run its stop-the-world cases for `ouro` only. A case
+ * that does not run `ouro` prints its ratios against the first subject it runs (the rc suite's scaling
+ * cases: "ouro-1t/ouro-2t" is the 2-thread speed-up).
  *
  * In the child the driver calls the case's run() once with a bench_run naming the subject; the case
  * does its work with that subject's API and reports each of its metrics with bench_report(). Every
@@ -29,7 +31,7 @@
 #include <stdint.h>
 
 /* Every suite, in the order they run: X(name) stands for the object bench_suite_<name>. */
-#define BENCH_SUITES(X) X(alloc) X(stw)
+#define BENCH_SUITES(X) X(alloc) X(stw) X(rc)
 
 enum {
     BENCH_MAX_SUBJECTS = 8, /* subjects of one suite, ouro included */

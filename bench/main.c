@@ -569,19 +569,22 @@ static void table_case(const bench_suite *s, const bench_case *c, const subject_
                    : slots[i].available       ? "failed"
                                               : "-");
         printf("  ");
-        size_t best = 0;
-        for (size_t i = 1; i < s->nsubjects; i++) {
-            if (!ok[0] || !ok[i] || med[i * nmet + m] <= 0) {
-                printf(" %*s", RATIO_W - 1, "");
+        /* ratios against ouro, or against the case's first subject when it does not run ouro */
+        size_t base = 0, best = 0;
+        while (base + 1 < s->nsubjects && !case_runs_subject(c, base)) base++;
+        for (size_t i = 0; i < s->nsubjects; i++) {
+            if (i == base) continue;
+            if (!ok[base] || !ok[i] || med[i * nmet + m] <= 0) {
+                if (i > base) printf(" %*s", RATIO_W - 1, "");
                 continue;
             }
-            fmt_ratio(buf, sizeof buf, med[m] / med[i * nmet + m], slots[i].subject->name);
+            fmt_ratio(buf, sizeof buf, med[base * nmet + m] / med[i * nmet + m], slots[i].subject->name);
             printf(" %-*s", RATIO_W - 1, buf);
             if (slots[i].subject->ouro) continue; /* a variant of ouro is not a peer */
             if (best == 0 || med[i * nmet + m] < med[best * nmet + m]) best = i;
         }
         if (best) {
-            fmt_ratio(buf, sizeof buf, med[m] / med[best * nmet + m], slots[best].subject->name);
+            fmt_ratio(buf, sizeof buf, med[base * nmet + m] / med[best * nmet + m], slots[best].subject->name);
             printf(" %s", buf);
         }
         printf("\n");

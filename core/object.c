@@ -115,7 +115,7 @@ static intptr_t object_merge(ouro_object *o, intptr_t extra) {
     return count;
 }
 
-void ouro_merge_zero_local(ouro_object *o) {
+static void merge_zero_local(ouro_object *o) {
     /* acquire: pairs with the non-owners' acq_rel decrements, whose writes happen before the free */
     intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_ACQUIRE);
     if (shared == OURO_SHARED_INIT) { /* nobody else ever counted it: dead */
@@ -127,6 +127,14 @@ void ouro_merge_zero_local(ouro_object *o) {
     do merged = (shared & ~(intptr_t)OURO_SHARED_STATE) | OURO_SHARED_MERGED;
     while (!__atomic_compare_exchange_n(&o->ref_shared, &shared, merged, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
     if (merged == OURO_SHARED_MERGED) ouro_dealloc(o); /* merged with a zero count */
+}
+
+/* The owner's decrement from local: the last local reference, an underflow, or a count above 2^31. */
+void ouro_decref_local_slow(ouro_object *o, uint32_t local) {
+    if (local == 0) ouro_refcount_underflow(o);
+    __atomic_store_n(&o->ref_local, local - 1, __ATOMIC_RELAXED);
+    /* The merge's CAS on ref_shared orders the owner's writes before any dealloc elsewhere. */
+    if (local == 1) merge_zero_local(o);
 }
 
 void ouro_refcount_underflow(ouro_object *o) {
@@ -235,6 +243,7 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
 }
 
 void ouro_decref_shared(ouro_object *o) {
+    if (ouro_is_immortal(o)) return;
     intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
     intptr_t next;
     bool queue;
@@ -448,6 +457,7 @@ int ouro_immortalize(ouro_object *o) {
         return -1;
     }
     __atomic_store_n(&o->ref_local, OURO_IMMORTAL_LOCAL, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED); /* no owner: the owner's paths test tid first */
     return 0;
 }
 

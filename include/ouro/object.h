@@ -163,8 +163,8 @@ static inline uintptr_t ouro_thread_id(void) { return (uintptr_t)__builtin_threa
 
 /* The slow paths of the inline functions below. */
 void ouro_decref_shared(ouro_object *o);
-void ouro_merge_zero_local(ouro_object *o);
-void ouro_refcount_underflow(ouro_object *o);
+void ouro_decref_local_slow(ouro_object *o, uint32_t local);
+__attribute__((noreturn, cold)) void ouro_refcount_underflow(ouro_object *o);
 void ouro_dealloc(ouro_object *o);
 
 /* 1 when o is immortal. */
@@ -173,16 +173,17 @@ static inline int ouro_is_immortal(const ouro_object *o) {
 }
 
 /* Adds a reference. The owner adds to its local count (no atomic read-modify-write); another thread
- * adds to the shared count atomically. Immortal objects are not counted. */
+ * adds to the shared count atomically. Immortal objects are not counted (they have no owner: tid 0).
+ * An owner's count that reaches UINT32_MAX makes the object immortal (4 billion references). */
 static inline void ouro_incref(ouro_object *o) {
-    uint32_t local = __atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
-    if (local == OURO_IMMORTAL_LOCAL) return;
 #if OURO_REFCOUNT_ATOMIC
+    if (__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED) == OURO_IMMORTAL_LOCAL) return;
     __atomic_fetch_add(&o->ref_shared, (intptr_t)1 << OURO_SHARED_SHIFT, __ATOMIC_RELAXED);
 #else
-    if (__atomic_load_n(&o->tid, __ATOMIC_RELAXED) == ouro_thread_id())
+    uint32_t local = __atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
+    if (__builtin_expect(__atomic_load_n(&o->tid, __ATOMIC_RELAXED) == ouro_thread_id(), 1))
         __atomic_store_n(&o->ref_local, local + 1, __ATOMIC_RELAXED);
-    else
+    else if (local != OURO_IMMORTAL_LOCAL)
         __atomic_fetch_add(&o->ref_shared, (intptr_t)1 << OURO_SHARED_SHIFT, __ATOMIC_RELAXED);
 #endif
 }
@@ -191,9 +192,8 @@ static inline void ouro_incref(ouro_object *o) {
  * first). A non-owner's decrement that would take the shared count below zero queues the object to
  * its owner, which merges the counts at its next safepoint or at its exit. */
 static inline void ouro_decref(ouro_object *o) {
-    uint32_t local = __atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
-    if (local == OURO_IMMORTAL_LOCAL) return;
 #if OURO_REFCOUNT_ATOMIC
+    if (__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED) == OURO_IMMORTAL_LOCAL) return;
     /* acq_rel: every thread's writes to the object happen before its free */
     intptr_t left = __atomic_sub_fetch(&o->ref_shared, (intptr_t)1 << OURO_SHARED_SHIFT, __ATOMIC_ACQ_REL);
     if (__builtin_expect(left <= OURO_SHARED_MERGED, 0)) {
@@ -201,16 +201,26 @@ static inline void ouro_decref(ouro_object *o) {
         else ouro_refcount_underflow(o);
     }
 #else
-    if (__atomic_load_n(&o->tid, __ATOMIC_RELAXED) == ouro_thread_id()) {
-        if (__builtin_expect(local == 0, 0)) {
-            ouro_refcount_underflow(o);
+    uint32_t local = __atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
+    if (__builtin_expect(__atomic_load_n(&o->tid, __ATOMIC_RELAXED) == ouro_thread_id(), 1)) {
+        /* One test for the rare cases: the last local reference (merge or free), an underflow, and a
+         * count above 2^31. */
+        if (__builtin_expect((int32_t)(local - 1) <= 0, 0)) {
+            ouro_decref_local_slow(o, local);
             return;
         }
-        /* The merge's CAS on ref_shared orders the owner's writes before any dealloc elsewhere. */
         __atomic_store_n(&o->ref_local, local - 1, __ATOMIC_RELAXED);
-        if (local == 1) ouro_merge_zero_local(o);
     } else {
-        ouro_decref_shared(o);
+        /* Another thread's reference: one CAS unless the count would leave the shared field (queue
+         * the object to its owner: states INIT or MAYBE_SHARED with no count) or end (MERGED, one). */
+        intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
+        if (__builtin_expect(local != OURO_IMMORTAL_LOCAL && (uintptr_t)shared > 1 &&
+                                 shared != (((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED),
+                             1) &&
+            __atomic_compare_exchange_n(&o->ref_shared, &shared, shared - ((intptr_t)1 << OURO_SHARED_SHIFT), 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return;
+        ouro_decref_shared(o); /* the rare cases, a lost race, and immortal objects */
     }
 #endif
 }
@@ -237,7 +247,7 @@ size_t ouro_refcount_merge_queued(void);
 /* ---- immortality and introspection ----------------------------------------------------------------- */
 
 /* Makes o immortal: its counts are never changed again and it is never freed (what it holds stays
- * alive too). The remedy for an object shared read-mostly by many threads, whose counts would bounce
+ * alive too); it has no owner from then on. The remedy for an object shared read-mostly by many threads, whose counts would bounce
  * its cache line between CPUs. Call it from o's owner, or before o is shared: a concurrent count by the
  * owner could be lost. -1 / OURO_ERR_INVALID for NULL. */
 int ouro_immortalize(ouro_object *o);
