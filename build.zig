@@ -51,6 +51,7 @@ const stress_sources = [_][]const u8{
     "stress/support.c",
     "stress/alloc_scenarios.c",
     "stress/threads_scenarios.c",
+    "stress/object_scenarios.c",
     "tests/tsan_options.c",
 };
 

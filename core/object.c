@@ -6,15 +6,17 @@
  *   owner's local reaches 0:  if ref_shared == 0 the object is dead (nobody else holds it): free it;
  *                             else give up ownership (tid = 0) and set MERGED; free when that CAS finds
  *                             a zero count.
- *   non-owner decrement:      CAS ref_shared down by one; but when it is exactly 0 (no flags), set
- *                             QUEUED instead (the queue keeps the reference being dropped) and queue the
- *                             object to its owner, which merges it (adding its local count, dropping
- *                             the queue's reference) at its next safepoint or exit. When the CAS leaves
- *                             exactly MERGED (merged, count 0), free it.
- * The queue: per-thread, found through buckets keyed by the owner's tid (bucket mutexes are leaves).
- * An owner that exited is no longer in its bucket: the queuer merges directly, under the bucket mutex,
- * so a new thread that reuses the tid registers either before (and gets the object queued) or after
- * (and sees tid 0). */
+ *   non-owner decrement:      CAS ref_shared down by one; but when the count is 0 in state INIT or
+ *                             MAYBE_SHARED, set QUEUED instead (the queue keeps the reference being
+ *                             dropped) and queue the object to its owner, which merges it (adding its
+ *                             local count, dropping the queue's reference) at its next safepoint or
+ *                             exit. When the CAS leaves exactly MERGED (merged, count 0), free it.
+ * Owner ids are never reused (odd numbers from a counter, held in ouro_tls_tid_ from the thread's
+ * registration to its detach or exit), so no thread ever takes the owner's path on an object whose
+ * owner has gone; a thread that is not registered has OURO_TID_NONE and counts everything as a
+ * non-owner. The queue: per-thread, found through buckets keyed by the owner's id (bucket mutexes are
+ * leaves). An owner that exited is no longer in its bucket: the queuer merges directly, under the
+ * bucket mutex; the owner left the bucket only after it stopped taking owner paths. */
 #include "core/objimpl.h"
 #include "alloc/internal.h"
 
@@ -206,7 +208,10 @@ static void brc_kick_run(void *arg) {
 
 static __thread bool tls_merging;    /* a merge is running on this thread (deallocs may poll) */
 
-static unsigned brc_bucket_of(uintptr_t tid) { return (unsigned)((tid >> 12) ^ (tid >> 20)) % BRC_BUCKETS; }
+__thread uintptr_t ouro_tls_tid_ __attribute__((tls_model("initial-exec"))) = OURO_TID_NONE;
+static _Atomic uintptr_t brc_next_id = 1; /* ids handed out: (n << 1) | 1 */
+
+static unsigned brc_bucket_of(uintptr_t tid) { return (unsigned)((tid * 0x9e3779b97f4a7c15ull) >> 58) % BRC_BUCKETS; }
 
 static brc_thread *brc_find_locked(unsigned b, uintptr_t tid) {
     for (brc_thread *t = brc_bucket[b].threads; t; t = t->next)
@@ -294,6 +299,10 @@ size_t ouro_refcount_merge_queued(void) {
 static void brc_thread_exit(void) {
     brc_thread *me = tls_brc;
     if (!me) return;
+    /* First stop taking the owner's paths: once the record leaves its bucket, other threads merge the
+     * objects this thread owned directly. The thread may go on running (a detach); its objects are
+     * foreign to it from now on, and it gets a new id if it makes objects again. */
+    ouro_tls_tid_ = OURO_TID_NONE;
     unsigned b = brc_bucket_of(me->tid);
     pthread_mutex_lock(&brc_bucket[b].mutex);
     brc_thread **p = &brc_bucket[b].threads;
@@ -337,7 +346,7 @@ bool _ouro_object_thread_ready(void) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_new: out of memory");
         return false;
     }
-    me->tid = ouro_thread_id();
+    me->tid = (atomic_fetch_add_explicit(&brc_next_id, 1, memory_order_relaxed) << 1) | 1;
     pthread_mutex_lock(&stats_lock);
     me->stats_next = stats_threads;
     if (stats_threads) stats_threads->stats_prev = me;
@@ -349,6 +358,7 @@ bool _ouro_object_thread_ready(void) {
     brc_bucket[b].threads = me;
     pthread_mutex_unlock(&brc_bucket[b].mutex);
     tls_brc = me;
+    ouro_tls_tid_ = me->tid; /* registered first: a queuer finds the record of any object we own */
     return true;
 }
 

@@ -40,6 +40,7 @@ typedef struct stress_scenario {
 /* The modules' scenario arrays, each ending with an entry whose name is NULL. */
 extern const stress_scenario stress_alloc_scenarios[];
 extern const stress_scenario stress_threads_scenarios[];
+extern const stress_scenario stress_object_scenarios[];
 
 /* ---- PRNG: xoshiro256** seeded through splitmix64 ------------------------------------------------ */
 

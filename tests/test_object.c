@@ -625,6 +625,32 @@ static void test_hash_and_eq(void **state) {
     assert_int_equal(ouro_type_free(t), 0);
 }
 
+/* ---- owner ids are never reused -------------------------------------------------------------------- */
+static void *id_of_new_thread(void *arg) {
+    uintptr_t *out = arg;
+    out[0] = ouro_thread_id(); /* before its first object: none */
+    box *b = box_new();
+    out[1] = ouro_thread_id();
+    out[2] = b->head.tid;
+    ouro_decref(&b->head);
+    ouro_thread_detach(); /* gives the id up */
+    out[3] = ouro_thread_id();
+    return NULL;
+}
+
+static void test_owner_ids_not_reused(void **state) {
+    BIASED_ONLY();
+    uintptr_t a[4], b[4];
+    on_thread(id_of_new_thread, a);
+    on_thread(id_of_new_thread, b); /* glibc reuses the first thread's stack and thread pointer */
+    assert_int_equal(a[0], OURO_TID_NONE);
+    assert_int_equal(a[1] & 1, 1);
+    assert_int_equal(a[2], a[1]);
+    assert_int_equal(a[3], OURO_TID_NONE);
+    assert_int_not_equal(b[1], a[1]);
+    assert_int_not_equal(b[1], ouro_thread_id());
+}
+
 static void decref_dead(void) {
     box *b = box_new();
     ouro_decref(&b->head);
@@ -653,6 +679,7 @@ int main(void) {
         cmocka_unit_test(test_deep_chain_freed),
         cmocka_unit_test(test_stats_over_threads),
         cmocka_unit_test(test_hash_and_eq),
+        cmocka_unit_test(test_owner_ids_not_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

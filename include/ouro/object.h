@@ -2,9 +2,9 @@
  *
  * Every object starts with an ouro_object header of 32 bytes (CPython 3.13t's layout):
  *
- *   word 0  tid         the owner thread (its thread pointer), 0 once the counts are merged. After the
- *                       object is freed this word holds the allocator's free-list link, which is never
- *                       a thread pointer, so a racing reader never takes the owner's path on it.
+ *   word 0  tid         the owner thread's id (odd, never reused), 0 once the counts are merged. After
+ *                       the object is freed this word holds the allocator's free-list link, which is
+ *                       never an odd id, so a racing reader never takes the owner's path on it.
  *   word 1  ref_local   the owner's count (only the owner writes it; UINT32_MAX: immortal),
  *           lock        the 1-byte object lock (ouro/lock.h), gc_bits, flags
  *   word 2  ref_shared  everyone else's count, shifted left by 2, with a 2-bit state in the low bits:
@@ -33,7 +33,7 @@ extern "C" {
 typedef struct ouro_type ouro_type;
 
 typedef struct ouro_object {
-    uintptr_t tid;       /* owner thread, 0 when merged; relaxed atomics */
+    uintptr_t tid;       /* owner thread's id (ouro_thread_id), 0 when merged; relaxed atomics */
     uint32_t ref_local;  /* the owner's count; relaxed atomics (others only read it) */
     ouro_lock_t lock;    /* the object lock */
     uint8_t gc_bits;     /* the collector's */
@@ -158,8 +158,14 @@ ouro_object *ouro_new_var(const ouro_type *type, size_t n);
 
 /* ---- reference counting --------------------------------------------------------------------------- */
 
-/* The calling thread's id as the header records it (its thread pointer). */
-static inline uintptr_t ouro_thread_id(void) { return (uintptr_t)__builtin_thread_pointer(); }
+/* Owner ids. A thread gets a fresh odd id when it first makes an object (ids are never reused, so a
+ * new thread never inherits the objects of one that exited) and loses it when it detaches or exits;
+ * until then its id is OURO_TID_NONE, which no object's header holds. */
+#define OURO_TID_NONE UINTPTR_MAX
+extern __thread uintptr_t ouro_tls_tid_ __attribute__((tls_model("initial-exec")));
+
+/* The calling thread's owner id as headers record it (OURO_TID_NONE: it owns no object). */
+static inline uintptr_t ouro_thread_id(void) { return ouro_tls_tid_; }
 
 /* The slow paths of the inline functions below. */
 void ouro_decref_shared(ouro_object *o);
