@@ -36,6 +36,7 @@ typedef struct { size_t allocs, frees; } type_counts;
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf */
 static _Atomic uint32_t type_next_index = 1;
 static type_counts stats_retired[TYPE_SLOTS]; /* relaxed atomics */
+static const ouro_type *type_by_index[TYPE_SLOTS]; /* the type of each slot (atomics; NULL: none, freed) */
 
 /* The type's slot, assigning one at first use (UINT32_MAX: none left). */
 static uint32_t type_index(const ouro_type *t) {
@@ -46,6 +47,7 @@ static uint32_t type_index(const ouro_type *t) {
     uint32_t expected = 0;
     if (!__atomic_compare_exchange_n(&((ouro_type *)t)->index, &expected, fresh, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         return expected; /* another thread assigned one (the slot drawn here stays unused) */
+    if (fresh < TYPE_SLOTS) __atomic_store_n(&type_by_index[fresh], t, __ATOMIC_RELEASE);
     return fresh;
 }
 
@@ -523,6 +525,32 @@ int ouro_type_get_stats(const ouro_type *type, ouro_type_stats *out) {
     out->frees = frees;
     out->live = allocs >= frees ? allocs - frees : 0; /* a snapshot: a free may be seen before its alloc */
     return 0;
+}
+
+size_t ouro_type_stats_all(ouro_type_stats_entry *out, size_t max) {
+    if (!out && max) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_type_stats_all: out is NULL");
+        return (size_t)-1;
+    }
+    size_t n = 0;
+    uint32_t last = atomic_load_explicit(&type_next_index, memory_order_relaxed);
+    for (uint32_t i = 1; i < TYPE_SLOTS && i < last; i++) {
+        const ouro_type *t = __atomic_load_n(&type_by_index[i], __ATOMIC_ACQUIRE);
+        if (!t) continue;
+        if (n < max) {
+            out[n].type = t;
+            ouro_type_get_stats(t, &out[n].stats);
+        }
+        n++;
+    }
+    return n;
+}
+
+void _ouro_type_forget(const ouro_type *t) {
+    uint32_t i = __atomic_load_n(&t->index, __ATOMIC_RELAXED);
+    if (i == 0 || i >= TYPE_SLOTS) return;
+    __atomic_store_n(&type_by_index[i], NULL, __ATOMIC_RELEASE);
+    /* the slot is not handed out again; its counts stay with it */
 }
 
 static void free_deferred_run(void *arg) { ouro_free(arg); }

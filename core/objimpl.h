@@ -77,6 +77,9 @@ OURO_INTERNAL bool _ouro_object_thread_ready(void);
  * callbacks. Called by the free of an object with OURO_OBJ_WEAKREFS set. */
 OURO_INTERNAL void _ouro_weakref_clear(ouro_object *o);
 
+/* A heap type is being freed: ouro_type_stats_all no longer lists it. */
+OURO_INTERNAL void _ouro_type_forget(const ouro_type *t);
+
 /* Runs the type's teardown and frees o without the dealloc depth guard (ouro_dealloc's worker). */
 OURO_INTERNAL void _ouro_object_free(ouro_object *o);
 

@@ -176,6 +176,7 @@ int ouro_type_free(ouro_type *type) {
         _ouro_err_set(OURO_ERR_STATE, "ouro_type_free: %zu instances of '%s' are alive", st.live, type->name);
         return -1;
     }
+    _ouro_type_forget(type);
     free(type); /* the heap_type starts with it */
     return 0;
 }

@@ -651,6 +651,32 @@ static void test_owner_ids_not_reused(void **state) {
     assert_int_not_equal(b[1], ouro_thread_id());
 }
 
+/* ---- every type's counts --------------------------------------------------------------------------- */
+static void test_type_stats_all(void **state) {
+    box *b = box_new();
+    ouro_type *t = node_type_new();
+    ouro_object *n = ouro_new(t);
+    size_t total = ouro_type_stats_all(NULL, 0);
+    assert_true(total >= 2);
+    ouro_type_stats_entry e[64];
+    assert_true(total <= 64);
+    assert_int_equal(ouro_type_stats_all(e, 64), total);
+    int seen = 0;
+    for (size_t i = 0; i < total; i++) {
+        if (e[i].type == &box_type) seen |= 1, assert_true(e[i].stats.live >= 1);
+        if (e[i].type == t) seen |= 2, assert_int_equal(e[i].stats.live, 1);
+    }
+    assert_int_equal(seen, 3);
+    ouro_decref(n);
+    assert_int_equal(ouro_type_free(t), 0);
+    assert_int_equal(ouro_type_stats_all(e, 64), total - 1); /* a freed type is no longer listed */
+    for (size_t i = 0; i < total - 1; i++) assert_ptr_not_equal(e[i].type, t);
+    ouro_decref(&b->head);
+    assert_int_equal(ouro_type_stats_all(NULL, 3), (size_t)-1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    ouro_err_clear();
+}
+
 static void decref_dead(void) {
     box *b = box_new();
     ouro_decref(&b->head);
@@ -680,6 +706,7 @@ int main(void) {
         cmocka_unit_test(test_stats_over_threads),
         cmocka_unit_test(test_hash_and_eq),
         cmocka_unit_test(test_owner_ids_not_reused),
+        cmocka_unit_test(test_type_stats_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

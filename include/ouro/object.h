@@ -283,6 +283,18 @@ typedef struct ouro_type_stats {
  * for NULL. */
 int ouro_type_get_stats(const ouro_type *type, ouro_type_stats *out);
 
+/* One type's counts, as ouro_type_stats_all lists them. */
+typedef struct ouro_type_stats_entry {
+    const ouro_type *type;
+    ouro_type_stats stats;
+} ouro_type_stats_entry;
+
+/* Lists every type that has made instances (the first 255 such types; later ones have counts through
+ * ouro_type_get_stats only) with its counts, into out[0..max). Returns how many there are (which may
+ * exceed max: call again with a bigger array), or (size_t)-1 with OURO_ERR_INVALID for out NULL with
+ * max > 0. Like sys.getobjects' summary: which types hold live objects. */
+size_t ouro_type_stats_all(ouro_type_stats_entry *out, size_t max);
+
 /* ---- generic operations ----------------------------------------------------------------------------- */
 
 /* The hash of o through its type (by identity when the type has none). -1 with OURO_ERR_TYPE for an
