@@ -27,6 +27,7 @@
  * the acquire load that sees KEY_USED. A forked child keeps the parent's key (its cached hashes). */
 #include "core/objimpl.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -132,15 +133,14 @@ static void key_random(void) {
     while (got < sizeof buf) {
         ssize_t r = getrandom(buf + got, sizeof buf - got, 0);
         if (r > 0) got += (size_t)r;
-        else if (r < 0 && errno != EINTR) break;
+        else if (r == 0 || errno != EINTR) break;
     }
     if (got < sizeof buf) {
         int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
         while (fd >= 0 && got < sizeof buf) {
             ssize_t r = read(fd, buf + got, sizeof buf - got);
             if (r > 0) got += (size_t)r;
-            else if (r < 0 && errno != EINTR) break;
-            else if (r == 0) break;
+            else if (r == 0 || errno != EINTR) break;
         }
         if (fd >= 0) close(fd);
     }
@@ -166,7 +166,7 @@ static void key_from_environment(void) {
     char *end = NULL;
     errno = 0;
     unsigned long long seed = strtoull(v, &end, 10);
-    if (errno || *end || *v == '-' || *v == '+' || *v == ' ') {
+    if (errno || *end || !isdigit((unsigned char)*v)) { /* strtoull would skip spaces, take signs */
         _ouro_warn("OURO_HASH_SEED='%s' is not \"random\" nor a decimal number below 2^64; using a random key", v);
         key_random();
         return;

@@ -127,12 +127,13 @@ static uint32_t utf8_decode(const unsigned char *p, size_t *len) {
     return (c & 0x07) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 | (p[3] & 0x3fu);
 }
 
-/* The byte offset of code point index cp (0..length) of s. */
-static size_t str_offset(const str_object *s, size_t cp) {
-    if (s->length == s->var.size) return cp; /* ASCII */
+/* The byte offset of the code point count code points after byte offset from (a code point start) in
+ * s; count must not pass the end. */
+static size_t str_advance(const str_object *s, size_t from, size_t count) {
+    if (s->length == s->var.size) return from + count; /* ASCII */
     const unsigned char *p = (const unsigned char *)str_bytes(s);
-    size_t i = 0;
-    for (; cp > 0; cp--) {
+    size_t i = from;
+    for (; count > 0; count--) {
         i++;
         while (i < s->var.size && (p[i] & 0xc0) == 0x80) i++;
     }
@@ -297,9 +298,8 @@ ouro_object *ouro_str_slice(ouro_object *s, ptrdiff_t start, ptrdiff_t stop) {
     if (!o) return NULL;
     slice_bounds((ptrdiff_t)o->length, &start, &stop);
     if (start == 0 && (size_t)stop == o->length) return ouro_newref(s);
-    size_t from = str_offset(o, (size_t)start);
-    size_t to = from + (o->length == o->var.size ? (size_t)(stop - start)
-                                                 : str_offset(o, (size_t)stop) - from); /* a second walk: fine */
+    size_t from = str_advance(o, 0, (size_t)start);
+    size_t to = str_advance(o, from, (size_t)(stop - start));
     return str_new_trusted(str_bytes(o) + from, to - from, (size_t)(stop - start), "ouro_str_slice");
 }
 

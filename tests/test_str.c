@@ -105,6 +105,9 @@ static void test_hash_set_seed(void **state) {
     assert_int_not_equal(child_hash("random", "abc"), child_hash("random", "abc"));
     /* not a number: a warning and a random key */
     assert_int_not_equal(child_hash("12x", "abc"), child_hash("12x", "abc"));
+    assert_int_not_equal(child_hash("+5", "abc"), child_hash("+5", "abc"));
+    assert_int_not_equal(child_hash("18446744073709551616", "abc"), child_hash("18446744073709551616", "abc"));
+    assert_int_equal(child_hash("18446744073709551615", "abc"), child_hash("18446744073709551615", "abc"));
 }
 
 /* SipHash-1-3 outputs for the message 00 01 02 .. (n-1), taken from CPython 3.11 (sys.hash_info
