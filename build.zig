@@ -131,6 +131,7 @@ fn addLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.
     if (linkage == .dynamic) {
         m.linkSystemLibrary("pthread", .{});
         m.linkSystemLibrary("liburcu-qsbr", .{});
+        m.linkSystemLibrary("liburcu-cds", .{});
     }
     if (linkage == .dynamic) m.pic = true;
     const lib = ctx.b.addLibrary(.{
@@ -148,6 +149,7 @@ fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Bui
     m.linkLibrary(lib);
     m.linkSystemLibrary("pthread", .{});
     m.linkSystemLibrary("liburcu-qsbr", .{});
+    m.linkSystemLibrary("liburcu-cds", .{});
     return ctx.b.addExecutable(.{ .name = name, .root_module = m });
 }
 
@@ -183,7 +185,7 @@ pub fn build(b: *std.Build) void {
         \\Description: concurrent runtime core: per-thread pools, biased refcounts, stop-the-world GC
         \\Version: {d}.{d}.{d}
         \\Libs: -L${{libdir}} -louro
-        \\Requires: liburcu-qsbr
+        \\Requires: liburcu-qsbr liburcu-cds
         \\Libs.private: -lpthread
         \\Cflags: -I${{includedir}}
         \\
@@ -261,7 +263,7 @@ pub fn build(b: *std.Build) void {
         cc.addArg("-o");
         const out = cc.addOutputFileArg(bin.name);
         cc.addArgs(bin.libs);
-        cc.addArgs(&.{ "-lurcu-qsbr", "-lurcu-common", "-lpthread", "-ldl" });
+        cc.addArgs(&.{ "-lurcu-qsbr", "-lurcu-cds", "-lurcu-common", "-lpthread", "-ldl" });
         const run = std.Build.Step.Run.create(b, b.fmt("run asan {s}", .{bin.name}));
         run.addFileArg(out);
         run.addArgs(bin.args);
