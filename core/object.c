@@ -107,6 +107,7 @@ void ouro_dealloc(ouro_object *o) {
 /* Merges o's counts into ref_shared (its owner gives it up), adding extra; returns the true count. The
  * caller is the owner, or holds the bucket mutex of an owner that exited. */
 static intptr_t object_merge(ouro_object *o, intptr_t extra) {
+    if (ouro_is_immortal(o)) return 1; /* immortalized while queued: stays immortal, never freed */
     intptr_t local = (intptr_t)__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
     intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
     intptr_t count, merged;

@@ -677,6 +677,21 @@ static void test_type_stats_all(void **state) {
     ouro_err_clear();
 }
 
+/* An object queued to its owner and then immortalized stays immortal through the merge. */
+static void test_immortalized_while_queued(void **state) {
+    BIASED_ONLY();
+    long d0 = atomic_load(&box_deallocs);
+    box *b = box_new();
+    ouro_incref(&b->head);
+    on_thread(decref_once, &b->head); /* queued to us */
+    assert_int_equal(b->head.ref_shared, OURO_SHARED_QUEUED);
+    ouro_immortalize(&b->head);
+    assert_int_equal(ouro_refcount_merge_queued(), 1);
+    assert_true(ouro_is_immortal(&b->head));
+    ouro_decref(&b->head);
+    assert_int_equal(atomic_load(&box_deallocs), d0);
+}
+
 static void decref_dead(void) {
     box *b = box_new();
     ouro_decref(&b->head);
@@ -707,6 +722,7 @@ int main(void) {
         cmocka_unit_test(test_hash_and_eq),
         cmocka_unit_test(test_owner_ids_not_reused),
         cmocka_unit_test(test_type_stats_all),
+        cmocka_unit_test(test_immortalized_while_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
