@@ -16,8 +16,11 @@
  *
  * Lock discipline: every mutation takes the object's lock. No user code (a key's hash or eq, a dealloc
  * through a decref) runs with it held: hashes are computed first, dropped references are dropped after
- * unlocking, and the locked probe (dict_find_locked) unlocks around each eq. So an eq, hash or dealloc
- * may use the same dict (even mutate it) without deadlocking on its non-recursive lock. */
+ * unlocking, the locked probe (dict_find_locked) unlocks around each eq, and nothing is allocated under
+ * the lock (an allocation's slow path is a safepoint, whose poll merges queued objects and may run
+ * their deallocs): tables and snapshot arrays are allocated unlocked, then the operation re-checks. So
+ * an eq, hash or dealloc may use the same dict (even mutate it) without deadlocking on its
+ * non-recursive lock. */
 #include "core/dictobject.h"
 
 #include <string.h>
@@ -80,8 +83,9 @@ static inline void keys_index_set(dict_keys *k, size_t i, int64_t ix) {
 #define PROBE_START(k, hash, i, perturb) ((perturb) = (uint64_t)(hash), (i) = (size_t)(hash) & keys_mask(k))
 #define PROBE_NEXT(k, i, perturb) ((perturb) >>= PERTURB_SHIFT, (i) = ((i) * 5 + (size_t)(perturb) + 1) & keys_mask(k))
 
-/* A new table of 2^log2_size slots (all EMPTY, entries zeroed). NULL with OURO_ERR_NOMEM. */
-static dict_keys *keys_new(unsigned log2_size, uint64_t gen) {
+/* A new table of 2^log2_size slots (all EMPTY, entries zeroed), allocated with no lock held. Its
+ * generation is set when it is filled, under the lock. NULL with OURO_ERR_NOMEM. */
+static dict_keys *keys_new(unsigned log2_size) {
     if (log2_size > DICT_LOG2_MAXSIZE) {
         _ouro_err_set(OURO_ERR_NOMEM, "dict: table of 2^%u slots is too large", log2_size);
         return NULL;
@@ -93,7 +97,6 @@ static dict_keys *keys_new(unsigned log2_size, uint64_t gen) {
     dict_keys *k = ouro_alloc(sizeof(dict_keys) + index_bytes + usable * sizeof(dict_entry));
     if (!k) return NULL;
     memset(k, 0, sizeof *k);
-    k->gen = gen;
     k->log2_size = (uint8_t)log2_size;
     k->log2_index_bytes = (uint8_t)lib;
     k->usable = usable;
@@ -200,12 +203,11 @@ restart:;
     }
 }
 
-/* Under d's lock: grows (or compacts) the table to hold its live entries with room to triple, moving
- * the entries' references to it in order. 0, or -1 with OURO_ERR_NOMEM. */
-static int dict_resize_locked(dict_object *d) {
+/* Under d's lock: moves the live entries (and their references), in order, into k (fresh, allocated
+ * unlocked) and makes it the table; the old one is freed after a grace period. */
+static void dict_resize_locked(dict_object *d, dict_keys *k) {
     dict_keys *old = ouro_load_relaxed(&d->keys);
-    dict_keys *k = keys_new(log2_for_growth(ouro_load_relaxed(&d->used) + 1), ++d->version);
-    if (!k) return -1;
+    k->gen = ++d->version;
     if (old) {
         dict_entry *from = keys_entries(old);
         size_t n = ouro_load_relaxed(&old->nentries);
@@ -217,15 +219,19 @@ static int dict_resize_locked(dict_object *d) {
         }
     }
     dict_publish(d, k, old);
-    return 0;
 }
+
+enum { DICT_NEED_TABLE = 2 };
 
 /* Under d's lock: the one insert. Adds key -> value, or replaces the value of an equal key (keeping
  * the key already there) unless only_if_missing. *replaced gets the reference to a replaced value, to
  * drop after unlocking; *current (when not NULL) a new reference to the value now stored. 1 when key
- * was added, 0 when it was there, -1 with an error. */
+ * was added, 0 when it was there, -1 with an error. When the table is full it rebuilds into *spare if
+ * that has the size wanted (taking it), else returns DICT_NEED_TABLE with *want the log2 size: the
+ * caller allocates it unlocked and calls again. */
 static int dict_insert_locked(dict_object *d, ouro_object *key, int64_t hash, ouro_object *value,
-                              bool only_if_missing, ouro_object **replaced, ouro_object **current) {
+                              bool only_if_missing, ouro_object **replaced, ouro_object **current,
+                              dict_keys **spare, unsigned *want) {
     size_t slot = 0;
     int64_t ix = dict_find_locked(d, key, hash, &slot);
     if (ix == DKIX_ERROR) return -1;
@@ -244,8 +250,11 @@ static int dict_insert_locked(dict_object *d, ouro_object *key, int64_t hash, ou
         return 0;
     }
     if (!k || ouro_load_relaxed(&k->nentries) == k->usable) {
-        if (dict_resize_locked(d) != 0) return -1;
-        k = ouro_load_relaxed(&d->keys);
+        *want = log2_for_growth(ouro_load_relaxed(&d->used) + 1);
+        if (!*spare || (*spare)->log2_size != *want) return DICT_NEED_TABLE;
+        k = *spare;
+        *spare = NULL;
+        dict_resize_locked(d, k);
         slot = keys_find_free(k, hash);
     }
     ouro_incref(key);
@@ -398,9 +407,21 @@ int _ouro_dict_store(dict_object *d, ouro_object *key, int64_t hash, ouro_object
                      ouro_object **current) {
     if (!_ouro_object_thread_ready()) return -1;
     ouro_object *replaced = NULL;
-    ouro_lock(&d->head.lock);
-    int r = dict_insert_locked(d, key, hash, value, only_if_missing, &replaced, current);
-    ouro_unlock(&d->head.lock);
+    dict_keys *spare = NULL;
+    int r;
+    for (;;) {
+        unsigned want = 0;
+        ouro_lock(&d->head.lock);
+        r = dict_insert_locked(d, key, hash, value, only_if_missing, &replaced, current, &spare, &want);
+        ouro_unlock(&d->head.lock);
+        if (r != DICT_NEED_TABLE) break;
+        ouro_free(spare); /* the wrong size by now (never published) */
+        if (!(spare = keys_new(want))) {
+            r = -1;
+            break;
+        }
+    }
+    ouro_free(spare);       /* not needed after all (never published) */
     ouro_xdecref(replaced); /* after unlocking: its dealloc is user code */
     return r;
 }
@@ -469,30 +490,38 @@ void _ouro_dict_clear(dict_object *d) {
 }
 
 int _ouro_dict_copy_into(dict_object *dst, dict_object *src) {
-    int r = 0;
-    ouro_lock(&src->head.lock);
-    size_t used = ouro_load_relaxed(&src->used);
-    dict_keys *from = ouro_load_relaxed(&src->keys);
-    if (used && from) {
-        dict_keys *k = keys_new(log2_for_count(used), ++dst->version);
-        if (!k) {
-            r = -1;
-        } else {
-            dict_entry *e = keys_entries(from);
-            size_t n = ouro_load_relaxed(&from->nentries);
-            for (size_t j = 0; j < n; j++) {
-                ouro_object *key = ouro_load_relaxed(&e[j].key);
-                if (!key) continue;
-                int64_t hash = ouro_load_relaxed(&e[j].hash);
-                keys_append(k, keys_find_free(k, hash), hash, ouro_newref(key),
-                            ouro_newref(ouro_load_relaxed(&e[j].value)));
-            }
-            ouro_store_relaxed(&dst->used, used);
-            dict_publish(dst, k, NULL);
+    for (;;) {
+        /* The table is allocated unlocked for the size seen, then filled if src still fits it. */
+        size_t guess = ouro_load_relaxed(&src->used);
+        dict_keys *k = guess ? keys_new(log2_for_count(guess)) : NULL;
+        if (guess && !k) return -1;
+        ouro_lock(&src->head.lock);
+        size_t used = ouro_load_relaxed(&src->used);
+        if (used > (k ? k->usable : 0)) {
+            ouro_unlock(&src->head.lock);
+            ouro_free(k); /* src grew meanwhile: again */
+            continue;
         }
+        if (used == 0) {
+            ouro_unlock(&src->head.lock);
+            ouro_free(k);
+            return 0;
+        }
+        dict_keys *from = ouro_load_relaxed(&src->keys);
+        dict_entry *e = keys_entries(from);
+        size_t n = ouro_load_relaxed(&from->nentries);
+        for (size_t j = 0; j < n; j++) {
+            ouro_object *key = ouro_load_relaxed(&e[j].key);
+            if (!key) continue;
+            int64_t hash = ouro_load_relaxed(&e[j].hash);
+            keys_append(k, keys_find_free(k, hash), hash, ouro_newref(key), ouro_newref(ouro_load_relaxed(&e[j].value)));
+        }
+        ouro_unlock(&src->head.lock);
+        k->gen = ++dst->version; /* dst is not shared yet */
+        ouro_store_relaxed(&dst->used, used);
+        dict_publish(dst, k, NULL);
+        return 0;
     }
-    ouro_unlock(&src->head.lock);
-    return r;
 }
 
 int _ouro_dict_next(dict_object *d, size_t *pos, ouro_object **key, ouro_object **value) {
@@ -518,14 +547,19 @@ int _ouro_dict_next(dict_object *d, size_t *pos, ouro_object **key, ouro_object 
 int _ouro_dict_items(dict_object *d, dict_item **items, size_t *n) {
     *items = NULL;
     *n = 0;
-    ouro_lock(&d->head.lock);
-    size_t used = ouro_load_relaxed(&d->used);
-    dict_keys *k = ouro_load_relaxed(&d->keys);
-    dict_item *it = used ? ouro_alloc(used * sizeof *it) : NULL;
-    if (used && !it) {
+    dict_item *it;
+    size_t used;
+    for (;;) { /* the array is allocated unlocked for the size seen, then filled if d still fits it */
+        size_t cap = ouro_load_relaxed(&d->used);
+        it = cap ? ouro_alloc(cap * sizeof *it) : NULL;
+        if (cap && !it) return -1;
+        ouro_lock(&d->head.lock);
+        used = ouro_load_relaxed(&d->used);
+        if (used <= cap) break;
         ouro_unlock(&d->head.lock);
-        return -1;
+        ouro_free(it);
     }
+    dict_keys *k = ouro_load_relaxed(&d->keys);
     size_t m = 0, total = k ? ouro_load_relaxed(&k->nentries) : 0;
     for (size_t j = 0; j < total; j++) {
         dict_entry *e = &keys_entries(k)[j];

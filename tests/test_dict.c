@@ -498,6 +498,107 @@ static void test_dict_collisions(void **state) {
     assert_live_back(base);
 }
 
+/* The collector's callbacks: traverse visits every key and value exactly once (a set's keys only);
+ * clear drops everything. */
+typedef struct {
+    ouro_object *seen[16];
+    size_t n;
+} visit_log;
+
+static int visit_record(ouro_object *child, void *arg) {
+    visit_log *l = arg;
+    if (l->n < 16) l->seen[l->n] = child;
+    l->n++;
+    return 0;
+}
+
+static int visit_stop(ouro_object *child, void *arg) {
+    (void)child;
+    return ++*(int *)arg == 2 ? 42 : 0;
+}
+
+static void test_gc_callbacks(void **state) {
+    (void)state;
+    live_counts base = live_now();
+    ouro_object *d = ouro_dict_new(), *s = ouro_set_new(), *a = S("a"), *b = S("b"), *x = S("x");
+    assert_true(ouro_dict_type.flags & OURO_TYPE_GC);
+    assert_true(ouro_set_type.flags & OURO_TYPE_GC);
+    assert_int_equal(ouro_dict_set(d, a, x), 0);
+    assert_int_equal(ouro_dict_set(d, b, x), 0);
+    assert_int_equal(ouro_dict_set(d, x, x), 0);
+    assert_int_equal(ouro_dict_del(d, b), 0); /* a deleted entry is not visited */
+    visit_log l = {0};
+    assert_int_equal(ouro_dict_type.traverse(d, visit_record, &l), 0);
+    assert_int_equal(l.n, 4);
+    assert_ptr_equal(l.seen[0], a);
+    assert_ptr_equal(l.seen[1], x);
+    assert_ptr_equal(l.seen[2], x);
+    assert_ptr_equal(l.seen[3], x);
+    int calls = 0;
+    assert_int_equal(ouro_dict_type.traverse(d, visit_stop, &calls), 42); /* a visit's non-zero stops it */
+    assert_int_equal(ouro_set_add(s, a), 0);
+    assert_int_equal(ouro_set_add(s, b), 0);
+    l.n = 0;
+    assert_int_equal(ouro_set_type.traverse(s, visit_record, &l), 0);
+    assert_int_equal(l.n, 2); /* keys only */
+    assert_ptr_equal(l.seen[0], a);
+    assert_ptr_equal(l.seen[1], b);
+    /* a cycle broken by clear */
+    assert_int_equal(ouro_dict_set(d, b, d), 0);
+    assert_int_equal(ouro_set_add(s, x), 0);
+    ouro_dict_type.clear(d);
+    ouro_set_type.clear(s);
+    assert_int_equal(ouro_dict_size(d), 0);
+    assert_int_equal(ouro_set_size(s), 0);
+    assert_int_equal(ouro_refcount(d), 1);
+    assert_int_equal(ouro_refcount(x), 1);
+    ouro_object *objs[] = {d, s, a, b, x};
+    for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) ouro_decref(objs[i]);
+    assert_live_back(base);
+}
+
+/* A value whose dealloc uses the dict that held it: replaced values and cleared tables are dropped
+ * after the lock is released, so this does not deadlock. */
+static ouro_object *hook_dict;
+static atomic_long hook_runs;
+
+static void hook_dealloc(ouro_object *self) {
+    (void)self;
+    atomic_fetch_add(&hook_runs, 1);
+    ouro_object *k = ouro_str_from_format("from dealloc %ld", atomic_load(&hook_runs));
+    if (ouro_dict_set(hook_dict, k, k) != 0 || ouro_dict_contains(hook_dict, k) != 1) abort();
+    ouro_decref(k);
+}
+
+static ouro_type hook_type = {.head = OURO_TYPE_HEAD, .name = "hook", .basic_size = sizeof(ouro_object), .dealloc = hook_dealloc};
+
+static void test_dealloc_reenters_dict(void **state) {
+    (void)state;
+    live_counts base = live_now();
+    hook_dict = ouro_dict_new();
+    ouro_object *k = S("k"), *h = ouro_new(&hook_type);
+    assert_int_equal(ouro_dict_set(hook_dict, k, h), 0);
+    ouro_decref(h);
+    assert_int_equal(ouro_dict_set(hook_dict, k, k), 0); /* replaces h: its dealloc sets a key */
+    assert_int_equal(atomic_load(&hook_runs), 1);
+    assert_int_equal(ouro_dict_size(hook_dict), 2);
+    h = ouro_new(&hook_type);
+    assert_int_equal(ouro_dict_set(hook_dict, k, h), 0);
+    ouro_decref(h);
+    assert_int_equal(ouro_dict_clear(hook_dict), 0); /* drops h unlocked: its dealloc sets a key */
+    assert_int_equal(atomic_load(&hook_runs), 2);
+    assert_int_equal(ouro_dict_size(hook_dict), 1);
+    h = ouro_new(&hook_type);
+    assert_int_equal(ouro_dict_set(hook_dict, k, h), 0);
+    ouro_decref(h);
+    assert_int_equal(ouro_dict_del(hook_dict, k), 0); /* del, too */
+    assert_int_equal(atomic_load(&hook_runs), 3);
+    assert_int_equal(ouro_dict_size(hook_dict), 2);
+    ouro_decref(k);
+    ouro_decref(hook_dict);
+    assert_live_back(base);
+}
+
 /* ---- set -------------------------------------------------------------------------------------------------- */
 
 static void test_set_basic(void **state) {
@@ -1006,6 +1107,8 @@ int main(void) {
         cmocka_unit_test(test_dict_order),
         cmocka_unit_test(test_dict_load_bound),
         cmocka_unit_test(test_dict_collisions),
+        cmocka_unit_test(test_gc_callbacks),
+        cmocka_unit_test(test_dealloc_reenters_dict),
         cmocka_unit_test(test_set_basic),
         cmocka_unit_test(test_threads_own_keys),
         cmocka_unit_test(test_threads_race_get_set_clear),
