@@ -213,7 +213,7 @@ void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
     uintptr_t old = ouro_load_relaxed(&pool->xfree);
     do {
-        b->next = ouro_block_encode(pool, old & ~OURO_XFREE_CLAIMED);
+        ouro_block_set_link(b, ouro_block_encode(pool, old & ~OURO_XFREE_CLAIMED));
         /* release: publishes the block's link and poison (pairs with the exchange/CAS that takes
          * the list); acquire: a claim we win sees the last holder's writes (pool->heap) */
     } while (!ouro_cas_acq_rel(&pool->xfree, &old, (uintptr_t)b | OURO_XFREE_CLAIMED));
@@ -234,7 +234,7 @@ static uint32_t pool_splice(ouro_pool_t *pool, uintptr_t list) {
         tail = (ouro_block_t *)next;
         n++;
     }
-    tail->next = ouro_block_encode(pool, (uintptr_t)pool->free);
+    ouro_block_set_link(tail, ouro_block_encode(pool, (uintptr_t)pool->free));
     pool->free = (ouro_block_t *)list;
     uint32_t used = ouro_load_relaxed(&pool->used);
     if (OURO_UNLIKELY(n > used))

@@ -73,6 +73,11 @@ struct ouro_block_s {
     uintptr_t next;
 };
 
+/* Writes a freed block's link word. A relaxed atomic store (a plain store on every target): in object
+ * pools the word is a dead object's tid, which lock-free readers may still load (core/objimpl.h's
+ * try-incref) until a grace period ends; the atomic store keeps that benign race visible as one. */
+static inline void ouro_block_set_link(ouro_block_t *b, uintptr_t link) { __atomic_store_n(&b->next, link, __ATOMIC_RELAXED); }
+
 /* ---- pool ----------------------------------------------------------------------------------------
  * The descriptor of one POOL_SIZE region of an arena: it serves blocks (type BLOCKS), starts a run
  * (type RUN), or is free. Descriptors live together in the arena header (pool 0), like mimalloc's page
@@ -341,7 +346,7 @@ static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
         _ouro_fatal("corrupted free list: block %p of class %u (size %u) links to %p", (void *)b,
                     pool->cls, pool->block_size, (void *)next);
     pool->free = (ouro_block_t *)next;
-    if (OURO_HARDENED) b->next = 0; /* a live block's link word must not look free (double-free check) */
+    if (OURO_HARDENED) ouro_block_set_link(b, 0); /* a live block's link word must not look free (double-free check) */
     ouro_owner_add(&pool->used, 1);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_alloc(pool, b);
     return b;
@@ -356,7 +361,7 @@ static inline bool ouro_block_suspect(const ouro_pool_t *pool, const ouro_block_
  * handles list transitions). Returns the pool's new used count. */
 static inline uint32_t ouro_pool_push_local(ouro_pool_t *pool, ouro_block_t *b) {
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
-    b->next = ouro_block_encode(pool, (uintptr_t)pool->free);
+    ouro_block_set_link(b, ouro_block_encode(pool, (uintptr_t)pool->free));
     pool->free = b;
     uint32_t u = ouro_load_relaxed(&pool->used) - 1;
     ouro_store_relaxed(&pool->used, u);

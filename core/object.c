@@ -426,7 +426,14 @@ static ouro_object *object_make(const ouro_type *type, size_t size) {
     unsigned kind = type->flags & OURO_TYPE_GC ? OURO_KIND_GC : OURO_KIND_OBJECT;
     ouro_object *o = _ouro_alloc_kind(kind, size);
     if (!o) return NULL;
-    memset((char *)o + sizeof(uintptr_t), 0, size - sizeof(uintptr_t));
+    /* The header's counts by atomic stores: a lock-free reader's try-incref may still load a dead
+     * object's words 1..2 here until a grace period ends (core/objimpl.h). The payload is plain. */
+    __atomic_store_n(&o->ref_local, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->lock.bits, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->gc_bits, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->flags, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->ref_shared, 0, __ATOMIC_RELAXED);
+    memset((char *)o + sizeof(ouro_object), 0, size - sizeof(ouro_object));
 #if OURO_REFCOUNT_ATOMIC
     __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&o->ref_shared, ((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED, __ATOMIC_RELAXED);
