@@ -15,6 +15,7 @@
 #include <ouro.h>
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define RC_INLINE static inline __attribute__((always_inline))
@@ -240,6 +241,52 @@ static void case_shared_hot(const bench_run *r)
     }
 }
 
+/* ---- dict-get: lookups in one shared dict --------------------------------------------------------------- */
+
+enum { DICT_KEYS = 1024 };
+
+typedef struct {
+    ouro_object *dict;
+    ouro_object *keys[DICT_KEYS];
+} dict_ctx;
+
+static void dict_get_body(void *arg, uint64_t n)
+{
+    dict_ctx *c = arg;
+    uint64_t x = (uint64_t)(uintptr_t)&n; /* a different key order per thread */
+    for (uint64_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        ouro_object *v = NULL;
+        if (ouro_dict_get_ref(c->dict, c->keys[(x >> 33) % DICT_KEYS], &v) != 1) bench_fail("dict lookup failed");
+        ouro_decref(v);
+        if ((i & 255) == 0) ouro_safepoint();
+    }
+}
+
+/* The dict: DICT_KEYS interned str keys (immortal, as identifiers are) mapping to str values made by
+ * the building thread (ordinary counted objects: every lookup counts one up and down). */
+static void case_dict_get(const bench_run *r)
+{
+    rc_attach();
+    static dict_ctx c;
+    c.dict = ouro_dict_new();
+    if (!c.dict) bench_fail("ouro_dict_new: %s", ouro_err_message());
+    for (int i = 0; i < DICT_KEYS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "key_%d", i);
+        c.keys[i] = ouro_str_intern_cstr(name);
+        ouro_object *v = ouro_str_from_format("value %d", i);
+        if (!c.keys[i] || !v || ouro_dict_set(c.dict, c.keys[i], v) != 0) bench_fail("building the dict: %s", ouro_err_message());
+        ouro_decref(v);
+    }
+    ouro_offline_begin();
+    rc_scaled(r, rc_threads_of(r), dict_get_body, &c);
+    ouro_offline_end();
+    ouro_decref(c.dict);
+    for (int i = 0; i < DICT_KEYS; i++) ouro_decref(c.keys[i]);
+    ouro_thread_detach();
+}
+
 /* ---- the suite ------------------------------------------------------------------------------------------ */
 
 static const bench_case rc_cases[] = {
@@ -262,6 +309,13 @@ static const bench_case rc_cases[] = {
       .sized = 1000000,
       .run = case_shared_hot,
       .subjects = RC_BIT(RC_OURO_1T) | RC_BIT(RC_OURO_2T) | RC_BIT(RC_ATOMIC_1T) | RC_BIT(RC_ATOMIC_2T) },
+    { .name = "dict-get",
+      .about = "op = ouro_dict_get_ref + decref in one dict of 1024 interned keys and counted str values, "
+               "shared by 1 or 2 threads; wall time over all threads' ops",
+      .metrics = { "ns_per_op" },
+      .sized = 100000,
+      .run = case_dict_get,
+      .subjects = RC_BIT(RC_OURO_1T) | RC_BIT(RC_OURO_2T) },
 };
 
 const bench_suite bench_suite_rc = {
