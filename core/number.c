@@ -506,24 +506,58 @@ ouro_object *ouro_float_truediv(ouro_object *a, ouro_object *b) {
  * significant digits, the first that strtod reads back exactly (17 always does). */
 enum { FLOAT_REPR_MAX = 32 };
 
+/* Parses "d[.ddd]e[+-]XX" into its digits (NUL-terminated) and exponent; returns the digit count. */
+static int float_parse_e(const char *buf, char digits[static 18], int *exp10) {
+    int n = 0;
+    const char *p = buf;
+    for (; *p != 'e'; p++)
+        if (*p != '.') digits[n++] = *p;
+    digits[n] = '\0';
+    *exp10 = (int)strtol(p + 1, NULL, 10);
+    return n;
+}
+
+/* The double that digits (n of them) times 10^(exp10 - n + 1) reads as. */
+static double float_read_digits(const char *digits, int n, int exp10) {
+    char buf[FLOAT_REPR_MAX];
+    snprintf(buf, sizeof buf, "%c.%se%d", digits[0], n > 1 ? digits + 1 : "0", exp10);
+    return strtod(buf, NULL);
+}
+
 /* The shortest round-trip digits of finite v > 0 (NUL-terminated, no trailing zeros) and the decimal
- * exponent of the first one. Returns the digit count. */
+ * exponent of the first one. Returns the digit count. At each length the candidate is the correctly
+ * rounded one; when it reads back below v, the next p-digit decimal up is tried too: at a power of two
+ * the doubles below are twice as close as those above, so the nearest p-digit decimal can miss v's
+ * rounding interval on the narrow side while the next one up is inside it on the wide side. */
 static int float_shortest_digits(double v, char digits[static 18], int *exp10) {
     char buf[FLOAT_REPR_MAX];
+    int n = 0;
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*e", prec - 1, v);
-        if (prec < 17 && strtod(buf, NULL) != v) continue;
-        /* buf is "d[.ddd]e[+-]XX" */
-        int n = 0;
-        const char *p = buf;
-        for (; *p != 'e'; p++)
-            if (*p != '.') digits[n++] = *p;
-        *exp10 = (int)strtol(p + 1, NULL, 10);
-        while (n > 1 && digits[n - 1] == '0') n--;
-        digits[n] = '\0';
-        return n;
+        n = float_parse_e(buf, digits, exp10);
+        double back = strtod(buf, NULL);
+        if (back == v || prec == 17) break;
+        if (back < v) {
+            char up[18];
+            int e = *exp10, i = n - 1;
+            memcpy(up, digits, (size_t)n + 1);
+            while (i >= 0 && up[i] == '9') up[i--] = '0';
+            if (i >= 0) {
+                up[i]++;
+            } else { /* 99..9 + 1 = 100..0 */
+                up[0] = '1';
+                e++;
+            }
+            if (float_read_digits(up, n, e) == v) {
+                memcpy(digits, up, (size_t)n + 1);
+                *exp10 = e;
+                break;
+            }
+        }
     }
-    return 0; /* not reached */
+    while (n > 1 && digits[n - 1] == '0') n--;
+    digits[n] = '\0';
+    return n;
 }
 
 /* Writes Python's repr of v into out (at least FLOAT_REPR_MAX bytes). */

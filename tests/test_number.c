@@ -529,6 +529,12 @@ static void test_float_repr(void **state) {
     frepr(INFINITY, "inf");
     frepr(-INFINITY, "-inf");
     frepr(NAN, "nan");
+    /* powers of two whose nearest 16-digit decimal misses on the narrow side (Python's repr) */
+    frepr(ldexp(1.0, -1017), "7.120236347223045e-307");
+    frepr(ldexp(1.0, -1007), "7.291122019556398e-304");
+    frepr(ldexp(1.0, -957), "8.209073602596753e-289");
+    frepr(ldexp(1.0, 1023), "8.98846567431158e+307");
+    frepr(ldexp(1.0, 60), "1.152921504606847e+18");
     /* every value read back from its repr, over a spread of magnitudes */
     uint64_t s = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < 20000; i++) {
