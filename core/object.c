@@ -109,14 +109,17 @@ void ouro_dealloc(ouro_object *o) {
 static intptr_t object_merge(ouro_object *o, intptr_t extra) {
     if (ouro_is_immortal(o)) return 1; /* immortalized while queued: stays immortal, never freed */
     intptr_t local = (intptr_t)__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
+    /* Before the CAS, not after: once it publishes MERGED another thread may drop the last reference
+     * and free the block (and reuse it), so a later store would land on the free-list link or on a new
+     * object. Only the owner (busy here) or nobody (an exited owner) uses them meanwhile. */
+    __atomic_store_n(&o->ref_local, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED);
     intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
     intptr_t count, merged;
     do {
         count = (shared >> OURO_SHARED_SHIFT) + local + extra;
         merged = (count << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED;
     } while (!__atomic_compare_exchange_n(&o->ref_shared, &shared, merged, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
-    __atomic_store_n(&o->ref_local, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED);
     return count;
 }
 
