@@ -52,6 +52,7 @@ const stress_sources = [_][]const u8{
     "stress/alloc_scenarios.c",
     "stress/threads_scenarios.c",
     "stress/object_scenarios.c",
+    "stress/container_scenarios.c",
     "tests/tsan_options.c",
 };
 

@@ -287,6 +287,24 @@ static void case_dict_get(const bench_run *r)
     ouro_thread_detach();
 }
 
+/* ---- object-pair: make and free a small tuple ------------------------------------------------------------ */
+
+static void case_object_pair(const bench_run *r)
+{
+    rc_attach();
+    ouro_object *a = ouro_int_from(1), *b = ouro_int_from(2); /* small ints: immortal */
+    uint64_t warm = r->ops / 16, t0 = 0;
+    for (uint64_t i = 0; i < warm + r->ops; i++) {
+        if (i == warm) t0 = bench_now_ns();
+        ouro_object *t = ouro_tuple_pack(2, a, b);
+        if (!t) bench_fail("ouro_tuple_pack: %s", ouro_err_message());
+        bench_escape(t);
+        ouro_decref(t);
+    }
+    rc_report(r, t0, r->ops);
+    ouro_thread_detach();
+}
+
 /* ---- the suite ------------------------------------------------------------------------------------------ */
 
 static const bench_case rc_cases[] = {
@@ -316,6 +334,12 @@ static const bench_case rc_cases[] = {
       .sized = 100000,
       .run = case_dict_get,
       .subjects = RC_BIT(RC_OURO_1T) | RC_BIT(RC_OURO_2T) },
+    { .name = "object-pair",
+      .about = "op = ouro_tuple_pack(2, 1, 2) + decref (made and freed by one thread)",
+      .metrics = { "ns_per_op" },
+      .sized = 1000000,
+      .run = case_object_pair,
+      .subjects = RC_BIT(RC_OURO) },
 };
 
 const bench_suite bench_suite_rc = {

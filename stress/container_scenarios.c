@@ -133,7 +133,7 @@ static bool containers_list_op(stress_worker *w, containers_state *st, uint64_t 
         }
         if (ouro_err_occurred() != OURO_ERR_INDEX) return stress_fail(w->ctx, "ouro_list_pop: %s", ouro_err_message());
         ouro_err_clear();
-    } else if (r < 90) {
+    } else if (r < 97) {
         if (ouro_list_del(l, i) == 0) atomic_fetch_add_explicit(&st->removed, 1, memory_order_relaxed);
         else if (ouro_err_occurred() != OURO_ERR_INDEX) return stress_fail(w->ctx, "ouro_list_del: %s", ouro_err_message());
         else ouro_err_clear();
@@ -165,12 +165,12 @@ static bool containers_dict_op(stress_worker *w, containers_state *st, uint64_t 
             atomic_fetch_add_explicit(&st->gets, 1, memory_order_relaxed);
             return cval_check_drop(w, v, "ouro_dict_get_ref");
         }
-    } else if (r < 88) {
+    } else if (r < 96) {
         if (ouro_dict_del(d, key) != 0) {
             if (ouro_err_occurred() != OURO_ERR_KEY) return stress_fail(w->ctx, "ouro_dict_del: %s", ouro_err_message());
             ouro_err_clear();
         }
-    } else if (r < 98) {
+    } else if (r < 99) {
         size_t pos = 0;
         ouro_object *k, *v;
         int rc;

@@ -28,6 +28,7 @@ static const stress_scenario *const runner_modules[] = {
     stress_alloc_scenarios,
     stress_threads_scenarios,
     stress_object_scenarios,
+    stress_container_scenarios,
 };
 
 #define RUNNER_BUDGET_S 120.0      /* most seconds a run of every scenario may take */

@@ -41,6 +41,7 @@ typedef struct stress_scenario {
 extern const stress_scenario stress_alloc_scenarios[];
 extern const stress_scenario stress_threads_scenarios[];
 extern const stress_scenario stress_object_scenarios[];
+extern const stress_scenario stress_container_scenarios[];
 
 /* ---- PRNG: xoshiro256** seeded through splitmix64 ------------------------------------------------ */
 
