@@ -39,13 +39,31 @@ int64_t ouro_unhashable(ouro_object *self) {
     return -1;
 }
 
+/* Nesting of the generic operations (a tuple's hash hashes its items, ...): a 10-million-deep tuple
+ * must give an error, not overflow the stack. */
+enum { TYPE_MAX_DEPTH = 4000 };
+static __thread unsigned tls_type_depth;
+
+static bool type_enter(const char *fn) {
+    if (tls_type_depth >= TYPE_MAX_DEPTH) {
+        _ouro_err_set(OURO_ERR_OVERFLOW, "%s: objects nested more than %d deep", fn, TYPE_MAX_DEPTH);
+        return false;
+    }
+    tls_type_depth++;
+    return true;
+}
+
+static void type_leave(void) { tls_type_depth--; }
+
 int64_t ouro_hash(ouro_object *o) {
     if (!o) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_hash: object is NULL");
         return -1;
     }
     if (!o->type->hash) return ouro_hash_pointer(o);
+    if (!type_enter("ouro_hash")) return -1;
     int64_t h = o->type->hash(o);
+    type_leave();
     if (h == -1 && !ouro_err_occurred())
         _ouro_err_set(OURO_ERR_TYPE, "ouro_hash: the hash of '%s' failed without an error", o->type->name);
     return h;
@@ -57,12 +75,12 @@ int ouro_eq(ouro_object *a, ouro_object *b) {
         return -1;
     }
     if (a == b) return 1;
-    if (a->type->eq) {
-        int r = a->type->eq(a, b);
-        if (r != 0 || b->type == a->type) return r;
-    }
-    if (b->type != a->type && b->type->eq) return b->type->eq(b, a);
-    return 0;
+    if (!type_enter("ouro_eq")) return -1;
+    int r = 0;
+    if (a->type->eq) r = a->type->eq(a, b);
+    if (r == 0 && b->type != a->type && b->type->eq) r = b->type->eq(b, a);
+    type_leave();
+    return r;
 }
 
 /* ---- types from a spec --------------------------------------------------------------------------------- */

@@ -692,6 +692,36 @@ static void test_immortalized_while_queued(void **state) {
     assert_int_equal(atomic_load(&box_deallocs), d0);
 }
 
+/* Hash and equality of objects nested deeper than the generic operations allow: an error, not a
+ * stack overflow. */
+static ouro_object *nested_tuples(int depth) {
+    ouro_object *t = ouro_tuple_pack(0);
+    for (int i = 0; i < depth; i++) {
+        ouro_object *outer = ouro_tuple_pack(1, t);
+        ouro_decref(t);
+        t = outer;
+    }
+    return t;
+}
+
+static void test_deep_hash_eq_is_an_error(void **state) {
+    ouro_object *a = nested_tuples(100000), *b = nested_tuples(100000);
+    ouro_err_clear();
+    assert_int_equal(ouro_hash(a), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_OVERFLOW);
+    ouro_err_clear();
+    assert_int_equal(ouro_eq(a, b), -1);
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_OVERFLOW);
+    ouro_err_clear();
+    ouro_object *c = nested_tuples(100), *d = nested_tuples(100);
+    assert_true(ouro_hash(c) != -1);
+    assert_int_equal(ouro_eq(c, d), 1);
+    ouro_decref(a);
+    ouro_decref(b);
+    ouro_decref(c);
+    ouro_decref(d);
+}
+
 static void decref_dead(void) {
     box *b = box_new();
     ouro_decref(&b->head);
@@ -723,6 +753,7 @@ int main(void) {
         cmocka_unit_test(test_owner_ids_not_reused),
         cmocka_unit_test(test_type_stats_all),
         cmocka_unit_test(test_immortalized_while_queued),
+        cmocka_unit_test(test_deep_hash_eq_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
