@@ -219,14 +219,15 @@ static inline void ouro_decref(ouro_object *o) {
     } else {
         /* Another thread's reference: one CAS unless the count would leave the shared field (queue
          * the object to its owner: states INIT or MAYBE_SHARED with no count) or end (MERGED, one). */
+        if (local == OURO_IMMORTAL_LOCAL) return;
         intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
-        if (__builtin_expect(local != OURO_IMMORTAL_LOCAL && (uintptr_t)shared > 1 &&
+        if (__builtin_expect((uintptr_t)shared > 1 &&
                                  shared != (((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED),
                              1) &&
             __atomic_compare_exchange_n(&o->ref_shared, &shared, shared - ((intptr_t)1 << OURO_SHARED_SHIFT), 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             return;
-        ouro_decref_shared(o); /* the rare cases, a lost race, and immortal objects */
+        ouro_decref_shared(o); /* the rare cases and a lost race */
     }
 #endif
 }
