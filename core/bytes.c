@@ -31,12 +31,7 @@ ouro_type ouro_bytes_type = {
 static inline bytes_object *bytes_of(ouro_object *o) { return (bytes_object *)o; }
 
 /* The bytes b is, or NULL with OURO_ERR_INVALID / OURO_ERR_TYPE naming fn. */
-static bytes_object *bytes_check(ouro_object *b, const char *fn) {
-    if (OURO_LIKELY(ouro_is_type(b, &ouro_bytes_type))) return bytes_of(b);
-    if (!b) _ouro_err_set(OURO_ERR_INVALID, "%s: bytes is NULL", fn);
-    else _ouro_err_type(fn, "a bytes", b);
-    return NULL;
-}
+static bytes_object *bytes_check(ouro_object *b, const char *fn) { return _ouro_arg(b, &ouro_bytes_type, fn); }
 
 /* A new bytes of n uninitialised bytes (and the NUL), not the empty singleton. */
 static bytes_object *bytes_alloc(size_t n, const char *fn) {

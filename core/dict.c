@@ -716,23 +716,9 @@ ouro_type ouro_dict_type = {
 };
 
 /* d as a dict, or NULL with INVALID (NULL) / TYPE (another type). */
-static dict_object *dict_arg(ouro_object *d, const char *fn) {
-    if (!d) {
-        _ouro_err_set(OURO_ERR_INVALID, "%s: dict is NULL", fn);
-        return NULL;
-    }
-    if (d->type != &ouro_dict_type) return _ouro_err_type(fn, "a dict", d);
-    return (dict_object *)d;
-}
+static dict_object *dict_arg(ouro_object *d, const char *fn) { return _ouro_arg(d, &ouro_dict_type, fn); }
 
-/* key's hash, or -1 with INVALID (NULL) or the hash's error (TYPE for an unhashable key). */
-static int64_t key_hash(ouro_object *key, const char *fn) {
-    if (!key) {
-        _ouro_err_set(OURO_ERR_INVALID, "%s: key is NULL", fn);
-        return -1;
-    }
-    return ouro_hash(key);
-}
+#define key_hash _ouro_key_hash
 
 static int err_missing(const char *fn, ouro_object *key) {
     _ouro_err_set(OURO_ERR_KEY, "%s: key not found (a '%s')", fn, key->type->name);

@@ -83,6 +83,18 @@ OURO_INTERNAL void _ouro_type_forget(const ouro_type *t);
 /* Runs the type's teardown and frees o without the dealloc depth guard (ouro_dealloc's worker). */
 OURO_INTERNAL void _ouro_object_free(ouro_object *o);
 
+/* o when it is an instance of exactly t; else NULL with OURO_ERR_INVALID ("fn: <t> is NULL") or
+ * OURO_ERR_TYPE ("fn: expected a <t>, got <type>"). The argument check of every built-in type. */
+OURO_INTERNAL void *_ouro_arg_error(const ouro_object *o, const ouro_type *t, const char *fn);
+static inline void *_ouro_arg(ouro_object *o, const ouro_type *t, const char *fn) {
+    if (OURO_LIKELY(o && o->type == t)) return o;
+    return _ouro_arg_error(o, t, fn);
+}
+
+/* The hash of key for a table operation: -1 with OURO_ERR_INVALID ("fn: key is NULL") or the hash's
+ * error (OURO_ERR_TYPE for an unhashable key). */
+OURO_INTERNAL int64_t _ouro_key_hash(ouro_object *key, const char *fn);
+
 /* Sets OURO_ERR_TYPE "fn: expected a T, got a U" and returns NULL / -1. */
 OURO_INTERNAL void *_ouro_err_type(const char *fn, const char *expected, const ouro_object *got);
 OURO_INTERNAL int _ouro_err_type_int(const char *fn, const char *expected, const ouro_object *got);

@@ -32,22 +32,9 @@ ouro_type ouro_set_type = {
 };
 
 /* s as a set, or NULL with INVALID (NULL) / TYPE (another type). */
-static dict_object *set_arg(ouro_object *s, const char *fn) {
-    if (!s) {
-        _ouro_err_set(OURO_ERR_INVALID, "%s: set is NULL", fn);
-        return NULL;
-    }
-    if (s->type != &ouro_set_type) return _ouro_err_type(fn, "a set", s);
-    return (dict_object *)s;
-}
+static dict_object *set_arg(ouro_object *s, const char *fn) { return _ouro_arg(s, &ouro_set_type, fn); }
 
-static int64_t elem_hash(ouro_object *key, const char *fn) {
-    if (!key) {
-        _ouro_err_set(OURO_ERR_INVALID, "%s: key is NULL", fn);
-        return -1;
-    }
-    return ouro_hash(key);
-}
+#define elem_hash _ouro_key_hash
 
 ouro_object *ouro_set_new(void) { return ouro_new(&ouro_set_type); }
 

@@ -64,12 +64,7 @@ static inline str_object *str_of(ouro_object *o) { return (str_object *)o; }
 static inline const char *str_bytes(const str_object *s) { return s->var.items; }
 
 /* The str s is, or NULL with OURO_ERR_INVALID / OURO_ERR_TYPE naming fn. */
-static str_object *str_check(ouro_object *s, const char *fn) {
-    if (OURO_LIKELY(ouro_is_type(s, &ouro_str_type))) return str_of(s);
-    if (!s) _ouro_err_set(OURO_ERR_INVALID, "%s: str is NULL", fn);
-    else _ouro_err_type(fn, "a str", s);
-    return NULL;
-}
+static str_object *str_check(ouro_object *s, const char *fn) { return _ouro_arg(s, &ouro_str_type, fn); }
 
 /* ---- UTF-8 ------------------------------------------------------------------------------------------ */
 

@@ -39,17 +39,7 @@ static inline ouro_object **tuple_items(ouro_object *t) { return ((ouro_varobjec
 static inline size_t tuple_len(ouro_object *t) { return ((ouro_varobject *)t)->size; }
 
 /* Checks that t is a tuple, setting the error for fn. */
-static bool tuple_check(ouro_object *t, const char *fn) {
-    if (!t) {
-        _ouro_err_set(OURO_ERR_INVALID, "%s: tuple is NULL", fn);
-        return false;
-    }
-    if (t->type != &ouro_tuple_type) {
-        _ouro_err_type(fn, "a tuple", t);
-        return false;
-    }
-    return true;
-}
+static bool tuple_check(ouro_object *t, const char *fn) { return _ouro_arg(t, &ouro_tuple_type, fn) != NULL; }
 
 /* ---- the type's callbacks ------------------------------------------------------------------------------ */
 

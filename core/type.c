@@ -20,6 +20,23 @@ void *_ouro_err_type(const char *fn, const char *expected, const ouro_object *go
     return NULL;
 }
 
+void *_ouro_arg_error(const ouro_object *o, const ouro_type *t, const char *fn) {
+    if (!o) {
+        _ouro_err_set(OURO_ERR_INVALID, "%s: %s is NULL", fn, t->name);
+        return NULL;
+    }
+    _ouro_err_set(OURO_ERR_TYPE, "%s: expected a %s, got %s", fn, t->name, o->type->name);
+    return NULL;
+}
+
+int64_t _ouro_key_hash(ouro_object *key, const char *fn) {
+    if (!key) {
+        _ouro_err_set(OURO_ERR_INVALID, "%s: key is NULL", fn);
+        return -1;
+    }
+    return ouro_hash(key);
+}
+
 int _ouro_err_type_int(const char *fn, const char *expected, const ouro_object *got) {
     _ouro_err_type(fn, expected, got);
     return -1;

@@ -177,11 +177,7 @@ static void weakref_dealloc(ouro_object *self) {
 /* The referent of wr as a new reference, or NULL (dead); NULL with an error for a bad wr (*bad set). */
 static ouro_object *weakref_get(ouro_object *wr, const char *fn, bool *bad) {
     *bad = true;
-    if (!wr) {
-        _ouro_err_set(OURO_ERR_INVALID, "%s: weakref is NULL", fn);
-        return NULL;
-    }
-    if (!ouro_is_type(wr, &ouro_weakref_type)) return _ouro_err_type(fn, "a weakref", wr);
+    if (!_ouro_arg(wr, &ouro_weakref_type, fn)) return NULL;
     /* The owner test of the try-incref compares thread ids: the caller must be registered. */
     if (!_ouro_object_thread_ready()) return NULL;
     *bad = false;
