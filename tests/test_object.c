@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -418,14 +419,19 @@ static void test_type_spec_errors(void **state) {
 enum { SLOT_READERS = 3, SLOT_SWAPS = 20000 };
 static atomic_int slot_stop;
 
+static atomic_long slot_gets;    /* successful gets over all readers */
+static atomic_int slot_readers_up; /* readers that have started */
+
 static void *slot_reader(void *arg) {
     ouro_object *n = arg;
     long got = 0;
+    atomic_fetch_add(&slot_readers_up, 1);
     while (!atomic_load(&slot_stop)) {
         box *b = (box *)ouro_slot_get(n, 0);
         if (b) {
             if (b->canary != CANARY) fail_msg("slot_get returned a freed box %p", (void *)b);
             got++;
+            atomic_fetch_add_explicit(&slot_gets, 1, memory_order_relaxed);
             ouro_decref(&b->head);
         }
         ouro_safepoint();
@@ -439,9 +445,17 @@ static void test_slot_readers_race(void **state) {
     ouro_type_stats s0 = box_stats();
     ouro_object *n = ouro_new(t);
     atomic_store(&slot_stop, 0);
+    atomic_store(&slot_gets, 0);
+    atomic_store(&slot_readers_up, 0);
     pthread_t r[SLOT_READERS];
     for (int i = 0; i < SLOT_READERS; i++) pthread_create(&r[i], NULL, slot_reader, n);
-    for (int i = 0; i < SLOT_SWAPS; i++) {
+    ouro_offline_begin();
+    while (atomic_load(&slot_readers_up) != SLOT_READERS) sched_yield();
+    ouro_offline_end();
+    /* At least SLOT_SWAPS replacements, and on until the readers have got a few (a fast build can
+     * finish the swaps before a reader's first get). */
+    long swaps = 0;
+    for (int i = 0; i < SLOT_SWAPS || (atomic_load(&slot_gets) < 100 && i < 100 * SLOT_SWAPS); i++, swaps++) {
         box *b = box_new();
         ouro_slot_set(n, 0, &b->head);
         ouro_decref(&b->head); /* the slot's is the only reference: replacing it frees it */
@@ -459,7 +473,7 @@ static void test_slot_readers_race(void **state) {
     ouro_decref(n);
     ouro_refcount_merge_queued();
     ouro_type_stats s1 = box_stats();
-    assert_int_equal(s1.allocs - s0.allocs, SLOT_SWAPS);
+    assert_int_equal(s1.allocs - s0.allocs, swaps);
     assert_int_equal(s1.live, s0.live); /* every box freed exactly once */
     assert_true(total > 0);
     assert_int_equal(ouro_type_free(t), 0);
