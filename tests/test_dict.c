@@ -950,7 +950,7 @@ static void *resize_reader(void *arg) {
     wait_go();
     ouro_object *mine[STABLE]; /* equal keys of our own: lookups go through eq */
     for (long i = 0; i < STABLE; i++) mine[i] = SF("s", i);
-    while (!atomic_load(&stop)) {
+    do { /* at least one lookup, even when the writer finished before this thread ran */
         long i = (long)(rng_next(&rng) % STABLE);
         ouro_object *v = NULL;
         int r = ouro_dict_get_ref(w->d, (w->found & 1) ? mine[i] : stable_keys[i], &v);
@@ -958,7 +958,7 @@ static void *resize_reader(void *arg) {
         ouro_xdecref(v);
         w->found++;
         ouro_safepoint();
-    }
+    } while (!atomic_load(&stop));
     for (long i = 0; i < STABLE; i++) ouro_decref(mine[i]);
     return NULL;
 }

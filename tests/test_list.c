@@ -720,7 +720,7 @@ static atomic_int race_stop;
 static void *iterate_worker(void *arg) {
     worker *w = arg;
     wait_go(w->go);
-    while (!atomic_load(&race_stop)) {
+    do { /* at least one pass, even when the appender finished before this thread ran */
         size_t pos = 0;
         ouro_object *v;
         long expect = 0;
@@ -731,7 +731,7 @@ static void *iterate_worker(void *arg) {
             ouro_safepoint();
         }
         w->done++;
-    }
+    } while (!atomic_load(&race_stop));
     return NULL;
 }
 
