@@ -80,8 +80,8 @@ void _ouro_object_free(ouro_object *o) {
 
 /* Freeing an object drops its references, which may free more: a chain 10 million deep must not take
  * 10 million frames. Past DEALLOC_DEPTH nested frees, an object waits on a thread-local list (linked
- * through word 0: never a thread pointer, so racing readers still see a non-owner) and the outermost
- * free drains it. */
+ * through word 0: an object's address is even, never an owner id, so racing readers still see a
+ * non-owner) and the outermost free drains it. */
 enum { DEALLOC_DEPTH = 48 };
 static __thread unsigned tls_dealloc_depth;
 static __thread ouro_object *tls_dealloc_later;
