@@ -400,6 +400,15 @@ ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls) {
     return pool;
 }
 
+void _ouro_arena_visit_abandoned_object_pools_locked(ouro_pool_visit_fn fn, void *arg) {
+    for (unsigned k = OURO_KIND_OBJECT; k <= OURO_KIND_GC; k++)
+        for (unsigned c = 0; c < OURO_NCLASSES; c++)
+            for (int avail = 0; avail < 2; avail++)
+                for (ouro_pool_t *p = avail ? arena_state.abandoned_avail[k][c] : arena_state.abandoned_full[k][c];
+                     p; p = p->next)
+                    fn(p, arg);
+}
+
 size_t _ouro_arena_abandoned_count_locked(void) { return ouro_load_relaxed(&arena_state.nabandoned); }
 
 size_t _ouro_arena_trim_locked(void) {

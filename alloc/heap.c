@@ -123,7 +123,9 @@ static ouro_heap_t *heap_attach(void) {
         seed[1] = heap_splitmix(&seed[0]) ^ (uintptr_t)&seed;
     }
     h->rng = seed[0] ^ seed[1];
-    h->key0 = heap_splitmix(&h->rng);
+    /* key0 even, key1 odd: an encoded link ((next ^ key0) + key1, next 16-aligned) is always odd, so
+     * it is never a thread pointer (an object's owner id; see the pool visitors). */
+    h->key0 = heap_splitmix(&h->rng) & ~(uintptr_t)1;
     h->key1 = heap_splitmix(&h->rng) | 1;
     pthread_setspecific(heap_exit_key, h);
     _ouro_tls_heap = h;
@@ -145,7 +147,7 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
     pool->flags = 0;
     pool->type = OURO_PT_BLOCKS;
     uint64_t mix = (uintptr_t)pool * 0x9e3779b97f4a7c15ULL;
-    pool->key0 = h->key0 ^ mix;
+    pool->key0 = (h->key0 ^ mix) & ~(uintptr_t)1; /* even: links stay odd (see heap_attach) */
     pool->key1 = (h->key1 + (mix >> 17)) | 1;
     pool->next = pool->prev = NULL;
     ouro_store_relaxed(&pool->xfree, 0);
@@ -429,6 +431,16 @@ void _ouro_alloc_thread_exit(void) {
     pthread_setspecific(heap_exit_key, NULL);
     heap_retire(h);
     _ouro_tls_heap = &_ouro_heap_empty;
+}
+
+void _ouro_heap_visit_object_pools(ouro_heap_t *h, ouro_pool_visit_fn fn, void *arg) {
+    if (h == &_ouro_heap_empty) return;
+    for (unsigned k = OURO_KIND_OBJECT; k <= OURO_KIND_GC; k++)
+        for (unsigned c = 0; c < OURO_NCLASSES; c++) {
+            if (h->cur[k][c] != &_ouro_pool_empty) fn(h->cur[k][c], arg);
+            for (ouro_pool_t *p = h->partial[k][c].head; p; p = p->next) fn(p, arg);
+            for (ouro_pool_t *p = h->full[k][c].head; p; p = p->next) fn(p, arg);
+        }
 }
 
 void _ouro_heap_counts(size_t *live, size_t *cached) {

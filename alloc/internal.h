@@ -297,6 +297,22 @@ OURO_INTERNAL void _ouro_alloc_abandon_vanished(ouro_heap_t *h);
  * returns true; false leaves the heap to the destructor. */
 OURO_INTERNAL extern bool (*_Atomic _ouro_alloc_exit_guard)(void);
 
+/* ---- visiting object pools (core/ and gc/) ------------------------------------------------------------
+ * A visitor sees every carved block of a pool: live objects and free blocks alike. A free block's word 0
+ * is its link: in an OBJECT/GC pool an address inside the pool, NULL, or (hardened builds) an odd
+ * encoded word; never a thread pointer, so a test of word 0 against an owner id tells them apart. */
+typedef void (*ouro_pool_visit_fn)(ouro_pool_t *pool, void *arg);
+/* Calls fn on each OBJECT and GC pool that h owns. h's owner only; fn must not allocate from h or free
+ * blocks of h (the lists would change under the walk). */
+OURO_INTERNAL void _ouro_heap_visit_object_pools(ouro_heap_t *h, ouro_pool_visit_fn fn, void *arg);
+/* Calls fn on each abandoned OBJECT and GC pool (arena lock held; fn must not take it). */
+OURO_INTERNAL void _ouro_arena_visit_abandoned_object_pools_locked(ouro_pool_visit_fn fn, void *arg);
+
+/* Block i (< pool->carved) of a block pool. */
+static inline void *ouro_pool_block(const ouro_pool_t *pool, uint32_t i) {
+    return ouro_pool_data(pool) + (size_t)i * pool->block_size;
+}
+
 /* ---- alloc.c ---------------------------------------------------------------------------------------- */
 /* A block from a pool of the given kind (core/ and gc/ allocate objects here); freed with ouro_free.
  * size <= OURO_MEDIUM_MAX - OURO_PAD. */

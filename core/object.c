@@ -11,15 +11,18 @@
  *                             dropped) and queue the object to its owner, which merges it (adding its
  *                             local count, dropping the queue's reference) at its next safepoint or
  *                             exit. When the CAS leaves exactly MERGED (merged, count 0), free it.
- * Owner ids are never reused (odd numbers from a counter, held in ouro_tls_tid_ from the thread's
- * registration to its detach or exit), so no thread ever takes the owner's path on an object whose
- * owner has gone; a thread that is not registered has OURO_TID_NONE and counts everything as a
- * non-owner. The queue: per-thread, found through buckets keyed by the owner's id (bucket mutexes are
- * leaves). An owner that exited is no longer in its bucket: the queuer merges directly, under the
- * bucket mutex; the owner left the bucket only after it stopped taking owner paths. */
+ * Owner ids are thread pointers (ouro_thread_id), which glibc hands to a new thread once the old one
+ * has exited. So a thread merges every object it owns when it detaches or exits (it walks its heap's
+ * object pools for blocks whose word 0 is its id), and objects it makes after that walk are born
+ * merged: no object names a thread pointer whose thread has gone, and no new thread takes the owner's
+ * path on an old thread's objects. A fork child does the same for the threads that did not survive.
+ * The queue: per-thread, found through buckets keyed by the owner's id (bucket mutexes are leaves).
+ * An owner that exited is no longer in its bucket: the queuer merges directly, under the bucket mutex;
+ * the owner left the bucket only after it stopped owning objects. */
 #include "core/objimpl.h"
 #include "alloc/internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,26 +89,42 @@ enum { DEALLOC_DEPTH = 48 };
 static __thread unsigned tls_dealloc_depth;
 static __thread ouro_object *tls_dealloc_later;
 
+static void dealloc_later(ouro_object *o) {
+    __atomic_store_n(&o->tid, (uintptr_t)tls_dealloc_later, __ATOMIC_RELAXED);
+    tls_dealloc_later = o;
+}
+
+/* Frees the waiting objects (the outermost free, depth 1, does it). */
+static void dealloc_drain(void) {
+    while (tls_dealloc_later) {
+        ouro_object *next = tls_dealloc_later;
+        tls_dealloc_later = (ouro_object *)__atomic_load_n(&next->tid, __ATOMIC_RELAXED);
+        _ouro_object_free(next);
+    }
+}
+
 void ouro_dealloc(ouro_object *o) {
     if (tls_dealloc_depth >= DEALLOC_DEPTH) {
-        __atomic_store_n(&o->tid, (uintptr_t)tls_dealloc_later, __ATOMIC_RELAXED);
-        tls_dealloc_later = o;
+        dealloc_later(o);
         return;
     }
     tls_dealloc_depth++;
     _ouro_object_free(o);
-    if (tls_dealloc_depth == 1) {
-        while (tls_dealloc_later) {
-            ouro_object *next = tls_dealloc_later;
-            tls_dealloc_later = (ouro_object *)__atomic_load_n(&next->tid, __ATOMIC_RELAXED);
-            _ouro_object_free(next);
-        }
-    }
+    if (tls_dealloc_depth == 1) dealloc_drain();
+    tls_dealloc_depth--;
+}
+
+/* Frees what dealloc_later() put aside, unless an outer free will. */
+static void dealloc_pending(void) {
+    if (tls_dealloc_depth || !tls_dealloc_later) return;
+    tls_dealloc_depth++;
+    dealloc_drain();
     tls_dealloc_depth--;
 }
 
 /* Merges o's counts into ref_shared (its owner gives it up), adding extra; returns the true count. The
- * caller is the owner, or holds the bucket mutex of an owner that exited. */
+ * caller is the owner, or holds the bucket mutex of an owner that exited, or is a fork child's only
+ * thread. Merging a merged object adds extra to its count. */
 static intptr_t object_merge(ouro_object *o, intptr_t extra) {
     if (ouro_is_immortal(o)) return 1; /* immortalized while queued: stays immortal, never freed */
     intptr_t local = (intptr_t)__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED);
@@ -214,8 +233,9 @@ static void brc_kick_run(void *arg) {
 
 static __thread bool tls_merging;    /* a merge is running on this thread (deallocs may poll) */
 
-__thread uintptr_t ouro_tls_tid_ __attribute__((tls_model("initial-exec"))) = OURO_TID_NONE;
-static _Atomic uintptr_t brc_next_id = 1; /* ids handed out: (n << 1) | 1 */
+/* The owner id that object_make records: the thread pointer from the thread's registration until its
+ * detach or exit begins, then 0 (objects are born merged: the walk that merged the others is over). */
+static __thread uintptr_t tls_owner_id;
 
 static unsigned brc_bucket_of(uintptr_t tid) { return (unsigned)((tid * 0x9e3779b97f4a7c15ull) >> 58) % BRC_BUCKETS; }
 
@@ -226,7 +246,8 @@ static brc_thread *brc_find_locked(unsigned b, uintptr_t tid) {
 }
 
 /* Queues o (QUEUED set, the queue holding the dropped reference) to its owner tid, or merges it when
- * the owner has exited. */
+ * the owner has left its bucket: its exit walk merged o first (the walk ends before the record leaves,
+ * and merges add up), so this merge drops the queue's reference from the merged count. */
 static void brc_queue(ouro_object *o, uintptr_t tid) {
     unsigned b = brc_bucket_of(tid);
     pthread_mutex_lock(&brc_bucket[b].mutex);
@@ -254,18 +275,28 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
 }
 
 void ouro_decref_shared(ouro_object *o) {
-    if (ouro_is_immortal(o)) return;
-    intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
-    intptr_t next;
-    bool queue;
-    do {
+    for (unsigned spins = 0;; spins++) {
+        if (ouro_is_immortal(o)) return;
+        /* The owner before the state: a queuer queues to the owner it read while the state was still
+         * INIT or MAYBE_SHARED. */
+        uintptr_t tid = __atomic_load_n(&o->tid, __ATOMIC_RELAXED);
+        intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
         /* the count would go negative, not yet queued nor merged */
-        queue = shared == OURO_SHARED_INIT || shared == OURO_SHARED_MAYBE_SHARED;
-        next = queue ? OURO_SHARED_QUEUED : shared - ((intptr_t)1 << OURO_SHARED_SHIFT);
+        bool queue = shared == OURO_SHARED_INIT || shared == OURO_SHARED_MAYBE_SHARED;
+        if (queue && tid == 0) {
+            /* The owner is merging it (its exit walk: tid is cleared just before the merge's CAS). A
+             * direct merge now could free it before the owner's count is added: wait for the CAS. */
+            if (spins > 64) sched_yield();
+            continue;
+        }
+        intptr_t next = queue ? OURO_SHARED_QUEUED : shared - ((intptr_t)1 << OURO_SHARED_SHIFT);
         /* acq_rel: our writes to the object happen before its free, wherever it happens */
-    } while (!__atomic_compare_exchange_n(&o->ref_shared, &shared, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
-    if (queue) brc_queue(o, __atomic_load_n(&o->tid, __ATOMIC_RELAXED));
-    else if (next == OURO_SHARED_MERGED) ouro_dealloc(o);
+        if (!__atomic_compare_exchange_n(&o->ref_shared, &shared, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        if (queue) brc_queue(o, tid);
+        else if (next == OURO_SHARED_MERGED) ouro_dealloc(o);
+        return;
+    }
 }
 
 /* Takes the calling thread's queue (its record registered). */
@@ -301,14 +332,57 @@ size_t ouro_refcount_merge_queued(void) {
     return n;
 }
 
-/* The exit hook: leave the bucket (later queuers merge directly), then merge what was queued. */
+/* ---- merging every object of a thread ----------------------------------------------------------------
+ * Before its id can go to another thread, every object a thread owns is merged: the exit hook walks the
+ * thread's own object pools (it is their only allocator, so its objects are all there), and a fork child
+ * walks the abandoned ones for the threads that vanished. A visited block is a live object or a free
+ * block, whose link word is never a thread pointer; a block another thread frees meanwhile was not
+ * owned by an owner being merged (non-owners free only merged objects). */
+typedef struct {
+    const uintptr_t *ids; /* sorted */
+    size_t n;
+    size_t merged;
+} owned_walk;
+
+static bool owned_by(const owned_walk *w, uintptr_t tid) {
+    if (tid == 0) return false;
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (w->ids[mid] == tid) return true;
+        if (w->ids[mid] < tid) lo = mid + 1; else hi = mid;
+    }
+    return false;
+}
+
+static void merge_owned_in_pool(ouro_pool_t *pool, void *arg) {
+    owned_walk *w = arg;
+    for (uint32_t i = 0; i < pool->carved; i++) {
+        ouro_object *o = ouro_pool_block(pool, i);
+        if (!owned_by(w, __atomic_load_n(&o->tid, __ATOMIC_RELAXED))) continue;
+        w->merged++;
+        /* The count is not zero: the owner's local count is (its last reference merges at once), and
+         * a non-owner's decrement queues instead of taking it below zero. If it were, freeing here
+         * would change the pools under the walk: the free waits for the walk's end. */
+        if (object_merge(o, 0) == 0) dealloc_later(o);
+    }
+}
+
+/* The exit hook: merge every object the thread owns, leave the bucket (later queuers merge directly),
+ * then merge what was queued. */
 static void brc_thread_exit(void) {
     brc_thread *me = tls_brc;
     if (!me) return;
-    /* First stop taking the owner's paths: once the record leaves its bucket, other threads merge the
-     * objects this thread owned directly. The thread may go on running (a detach); its objects are
-     * foreign to it from now on, and it gets a new id if it makes objects again. */
-    ouro_tls_tid_ = OURO_TID_NONE;
+    /* From here on the thread owns nothing: what it makes is born merged, what it made is merged now.
+     * Queuers still find the record until it leaves its bucket below; their objects wait in the queue
+     * (a merged object's queued reference is dropped by the second merge). The thread may go on
+     * running (a detach): it owns objects again once it makes one after the hook. */
+    tls_owner_id = 0;
+    tls_merging = true;
+    owned_walk w = {.ids = &me->tid, .n = 1};
+    _ouro_heap_visit_object_pools(_ouro_tls_heap, merge_owned_in_pool, &w);
+    dealloc_pending();
+    tls_merging = false;
     unsigned b = brc_bucket_of(me->tid);
     pthread_mutex_lock(&brc_bucket[b].mutex);
     brc_thread **p = &brc_bucket[b].threads;
@@ -352,7 +426,8 @@ bool _ouro_object_thread_ready(void) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_new: out of memory");
         return false;
     }
-    me->tid = (atomic_fetch_add_explicit(&brc_next_id, 1, memory_order_relaxed) << 1) | 1;
+    me->tid = ouro_thread_id();
+    if (me->tid == 0 || (me->tid & 1)) _ouro_fatal("thread pointer %p cannot be an owner id", (void *)me->tid);
     pthread_mutex_lock(&stats_lock);
     me->stats_next = stats_threads;
     if (stats_threads) stats_threads->stats_prev = me;
@@ -364,16 +439,29 @@ bool _ouro_object_thread_ready(void) {
     brc_bucket[b].threads = me;
     pthread_mutex_unlock(&brc_bucket[b].mutex);
     tls_brc = me;
-    ouro_tls_tid_ = me->tid; /* registered first: a queuer finds the record of any object we own */
+    tls_owner_id = me->tid; /* registered first: a queuer finds the record of any object we own */
     return true;
 }
 
-/* fork(): the child's only thread is the forking one. The records of the vanished threads leave the
- * buckets (else their queues would fill forever), their queued objects are merged here, and the
- * leaf mutexes, which a vanished thread may have held, are made anew. */
+static int id_cmp(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* fork(): the child's only thread is the forking one, and new threads may get the thread pointers of
+ * the vanished ones. Their objects are merged (their heaps were abandoned by threads/fork.c's child
+ * handler, registered before this one, so the objects sit in abandoned pools), their records leave the
+ * buckets (else their queues would fill forever), their queued objects are merged, and the leaf
+ * mutexes, which a vanished thread may have held, are made anew. */
 static void brc_atfork_child(void) {
     pthread_mutex_init(&stats_lock, NULL);
+    size_t nvanished = 0;
+    for (int b = 0; b < BRC_BUCKETS; b++)
+        for (brc_thread *t = brc_bucket[b].threads; t; t = t->next) nvanished += t != tls_brc;
+    uintptr_t *vanished = nvanished ? malloc(nvanished * sizeof *vanished) : NULL;
+    if (nvanished && !vanished) _ouro_fatal("fork child: out of memory merging the vanished threads' objects");
     brc_chunk *orphans = NULL;
+    size_t nv = 0;
     for (int b = 0; b < BRC_BUCKETS; b++) {
         pthread_mutex_init(&brc_bucket[b].mutex, NULL);
         for (brc_thread **p = &brc_bucket[b].threads; *p;) {
@@ -383,6 +471,7 @@ static void brc_atfork_child(void) {
                 continue;
             }
             *p = t->next;
+            vanished[nv++] = t->tid;
             for (brc_chunk *c = t->queue, *next; c; c = next) {
                 next = c->next;
                 c->next = orphans;
@@ -403,7 +492,16 @@ static void brc_atfork_child(void) {
     atomic_store_explicit(&brc_nonempty, queued, memory_order_relaxed);
     atomic_store_explicit(&brc_kick_pending, false, memory_order_relaxed); /* the reclaimer is gone too */
     tls_merging = true;
-    brc_merge_chunks(orphans);
+    if (nvanished) {
+        qsort(vanished, nvanished, sizeof *vanished, id_cmp);
+        owned_walk w = {.ids = vanished, .n = nvanished};
+        pthread_mutex_lock(&_ouro_arena_lock);
+        _ouro_arena_visit_abandoned_object_pools_locked(merge_owned_in_pool, &w);
+        pthread_mutex_unlock(&_ouro_arena_lock);
+        free(vanished);
+        dealloc_pending();
+    }
+    brc_merge_chunks(orphans); /* after the walk: each drops its queued reference from a merged count */
     tls_merging = false;
 }
 
@@ -437,13 +535,11 @@ static ouro_object *object_make(const ouro_type *type, size_t size) {
     __atomic_store_n(&o->flags, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&o->ref_shared, 0, __ATOMIC_RELAXED);
     memset((char *)o + sizeof(ouro_object), 0, size - sizeof(ouro_object));
-#if OURO_REFCOUNT_ATOMIC
-    __atomic_store_n(&o->tid, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&o->ref_shared, ((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED, __ATOMIC_RELAXED);
-#else
-    __atomic_store_n(&o->tid, ouro_thread_id(), __ATOMIC_RELAXED);
-    __atomic_store_n(&o->ref_local, 1, __ATOMIC_RELAXED);
-#endif
+    /* Born owned by the caller, or merged: with -Drefcount=atomic, and while the caller's exit hook runs */
+    uintptr_t owner = OURO_REFCOUNT_ATOMIC ? 0 : tls_owner_id;
+    __atomic_store_n(&o->tid, owner, __ATOMIC_RELAXED);
+    if (owner) __atomic_store_n(&o->ref_local, 1, __ATOMIC_RELAXED);
+    else __atomic_store_n(&o->ref_shared, ((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED, __ATOMIC_RELAXED);
     o->type = type;
     type_count(type, true);
     return o;

@@ -2,9 +2,11 @@
  *
  * Every object starts with an ouro_object header of 32 bytes (CPython 3.13t's layout):
  *
- *   word 0  tid         the owner thread's id (odd, never reused), 0 once the counts are merged. After
- *                       the object is freed this word holds the allocator's free-list link, which is
- *                       never an odd id, so a racing reader never takes the owner's path on it.
+ *   word 0  tid         the owner thread's id (its thread pointer), 0 once the counts are merged. A
+ *                       thread merges every object it owns when it detaches or exits, so no object
+ *                       names a thread pointer that a new thread could inherit. After the object is
+ *                       freed this word holds the allocator's free-list link, which is never a thread
+ *                       pointer, so a racing reader never takes the owner's path on it.
  *   word 1  ref_local   the owner's count (only the owner writes it; UINT32_MAX: immortal),
  *           lock        the 1-byte object lock (ouro/lock.h), gc_bits, flags
  *   word 2  ref_shared  everyone else's count, shifted left by 2, with a 2-bit state in the low bits:
@@ -158,14 +160,24 @@ ouro_object *ouro_new_var(const ouro_type *type, size_t n);
 
 /* ---- reference counting --------------------------------------------------------------------------- */
 
-/* Owner ids. A thread gets a fresh odd id when it first makes an object (ids are never reused, so a
- * new thread never inherits the objects of one that exited) and loses it when it detaches or exits;
- * until then its id is OURO_TID_NONE, which no object's header holds. */
-#define OURO_TID_NONE UINTPTR_MAX
-extern __thread uintptr_t ouro_tls_tid_ __attribute__((tls_model("initial-exec")));
-
-/* The calling thread's owner id as headers record it (OURO_TID_NONE: it owns no object). */
-static inline uintptr_t ouro_thread_id(void) { return ouro_tls_tid_; }
+/* The calling thread's owner id as headers record it: its thread pointer (one register read the
+ * compiler may hoist out of loops; a thread pointer is even and never 0). An object names a thread as
+ * its owner only between the thread's first object and its detach or exit, which merges them all. */
+static inline uintptr_t ouro_thread_id(void) {
+#if defined(__clang__)
+    return (uintptr_t)__builtin_thread_pointer();
+#else
+    uintptr_t tp;
+#if defined(__x86_64__)
+    __asm__("movq %%fs:0, %0" : "=r"(tp)); /* the TCB's self pointer (x86-64 TLS ABI); not volatile: CSE-able */
+#elif defined(__aarch64__)
+    __asm__("mrs %0, tpidr_el0" : "=r"(tp));
+#else
+#error "ouro_thread_id: no thread pointer for this target"
+#endif
+    return tp;
+#endif
+}
 
 /* The slow paths of the inline functions below. */
 void ouro_decref_shared(ouro_object *o);
