@@ -1,7 +1,8 @@
 /* stress/object_scenarios.c — the object model's stress scenarios (core/: refcounts, freeing).
  *
  *   rc-share      objects handed between threads through shared slots, counted up and down by every
- *                 thread (owners, non-owners, owners that exited); threads come and go in generations
+ *                 thread (owners, non-owners, owners that exited); threads come and go in generations,
+ *                 and detach mid-run (merging every object they own while others count them)
  *   deep-dealloc  chains of objects tens of thousands deep, built by one thread and often dropped by
  *                 another (after the builder exited, too), freed without deep recursion
  *
@@ -50,6 +51,7 @@ typedef struct object_state {
     ouro_type *type;                /* sobj with one slot "next" */
     _Atomic(ouro_object *) *slots;  /* each holds one reference or NULL */
     _Atomic uint64_t made, freed, bad_dealloc;
+    _Atomic uint64_t detaches; /* rc-share: workers that detached and attached again mid-run */
     double gen_end; /* rc-share: the current generation's end (stress_now), set before it starts */
     _Atomic uint64_t chains, chain_links, handed_chains;
     _Atomic(ouro_object *) handoff[STRESS_MAX_THREADS]; /* deep-dealloc: chains waiting for another thread */
@@ -140,6 +142,13 @@ static void rc_share_worker(stress_worker *w) {
         }
         stress_count_ops(w, 1);
         if (stress_rng_one_in(&w->rng, 16)) ouro_safepoint(); /* merges what others queued to us */
+        if (stress_rng_one_in(&w->rng, 4096)) {
+            /* Detach and go on: the detach merges every object we own while the other threads count
+             * and queue them; we keep our references and count them as a non-owner from now on. */
+            ouro_thread_detach();
+            atomic_fetch_add_explicit(&st->detaches, 1, memory_order_relaxed);
+            ok = object_attach(w);
+        }
     }
     for (size_t i = 0; i < nheld; i++) ouro_xdecref(held[i]);
     /* Half the workers exit attached: their queues are merged by the exit hook; the others detach. */
@@ -161,8 +170,8 @@ static bool rc_share_body(stress_worker *mw, object_state *st) {
         ouro_object *o = atomic_exchange_explicit(&st->slots[i], NULL, memory_order_acq_rel);
         if (o && sobj_check(mw, o, "left in a slot")) ouro_decref(o);
     }
-    stress_note(ctx, "%llu objects made over %u generations of %u threads", (unsigned long long)atomic_load(&st->made),
-                gens, st->n);
+    stress_note(ctx, "%llu objects made over %u generations of %u threads, %llu detaches mid-run",
+                (unsigned long long)atomic_load(&st->made), gens, st->n, (unsigned long long)atomic_load(&st->detaches));
     return !stress_failed(ctx);
 }
 
