@@ -20,6 +20,7 @@ const lib_sources = [_][]const u8{
     "core/dict.c",
     "core/set.c",
     "core/weakref.c",
+    "gc/gc.c",
     "alloc/os.c",
     "alloc/arena.c",
     "alloc/heap.c",
@@ -43,6 +44,7 @@ const test_sources = [_][]const u8{
     "tests/test_list.c",
     "tests/test_dict.c",
     "tests/test_weakref.c",
+    "tests/test_gc.c",
 };
 
 /// The stress runner and its scenarios.
@@ -248,6 +250,7 @@ pub fn build(b: *std.Build) void {
         .{ .name = "test_list", .files = &.{"tests/test_list.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_dict", .files = &.{"tests/test_dict.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_weakref", .files = &.{"tests/test_weakref.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_gc", .files = &.{"tests/test_gc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {

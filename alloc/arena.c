@@ -34,6 +34,9 @@ static struct {
     _Atomic size_t nabandoned;       /* written under the lock, peeked at without it */
     size_t ndirty;                   /* free pools not purged, in arenas on buckets or full */
     ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
+    bool gc_retain;                  /* emptied GC pools are retained (the collector is running) */
+    ouro_pool_t *gc_retained[OURO_NCLASSES]; /* retained GC pools by class (pool->next) */
+    size_t ngc_retained;
 } arena_state;
 
 static ouro_defer_fn defer_hook = _ouro_defer_push; /* arena_lock */
@@ -207,6 +210,17 @@ static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) 
 
 ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) {
     pthread_mutex_lock(&_ouro_arena_lock);
+    if (kind == OURO_KIND_GC && arena_state.gc_retained[cls]) { /* same kind and class: see retain */
+        ouro_pool_t *pool = arena_state.gc_retained[cls];
+        arena_state.gc_retained[cls] = pool->next;
+        arena_state.ngc_retained--;
+        ouro_arena_t *a = ouro_arena_of(pool);
+        a->ndeferred--;
+        ouro_store_relaxed(&a->pool_state[ouro_pool_index(pool)], OURO_PT_BLOCKS);
+        _ouro_pool_init(pool, h, kind, cls);
+        pthread_mutex_unlock(&_ouro_arena_lock);
+        return pool;
+    }
     uint32_t i = 0;
     ouro_arena_t *a = arena_with_room(1, &i);
     ouro_pool_t *pool = NULL;
@@ -245,6 +259,12 @@ void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
         pool->type = OURO_PT_DEFERRED;
         ouro_store_relaxed(&a->pool_state[i], OURO_PT_DEFERRED);
         a->ndeferred++;
+        if (pool->kind == OURO_KIND_GC && arena_state.gc_retain) {
+            pool->next = arena_state.gc_retained[pool->cls];
+            arena_state.gc_retained[pool->cls] = pool;
+            arena_state.ngc_retained++;
+            return;
+        }
         pool->defer.fn = arena_deferred_done;
         pool->defer.arg = pool;
         defer_hook(&pool->defer); /* queues only: the callback runs later, on another thread */
@@ -252,6 +272,30 @@ void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
     }
     pool->type = OURO_PT_FREE;
     arena_give_back_locked(a, i, 1);
+}
+
+void _ouro_alloc_gc_retain(bool on) {
+    pthread_mutex_lock(&_ouro_arena_lock);
+    arena_state.gc_retain = on;
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    if (!on) _ouro_alloc_gc_release_retained();
+}
+
+size_t _ouro_alloc_gc_release_retained(void) {
+    pthread_mutex_lock(&_ouro_arena_lock);
+    size_t n = arena_state.ngc_retained;
+    for (unsigned c = 0; c < OURO_NCLASSES; c++)
+        while (arena_state.gc_retained[c]) {
+            ouro_pool_t *pool = arena_state.gc_retained[c];
+            arena_state.gc_retained[c] = pool->next;
+            pool->next = NULL;
+            pool->defer.fn = arena_deferred_done; /* the grace period every emptied object pool waits */
+            pool->defer.arg = pool;
+            defer_hook(&pool->defer);
+        }
+    arena_state.ngc_retained = 0;
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    return n;
 }
 
 void _ouro_arena_release_pool(ouro_pool_t *pool) {

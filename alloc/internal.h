@@ -281,6 +281,15 @@ typedef void (*ouro_defer_fn)(ouro_defer_node *node);
 /* Replaces the hook (white-box tests); NULL restores the default. */
 OURO_INTERNAL void _ouro_alloc_set_defer_hook(ouro_defer_fn fn);
 
+/* GC pool retention (for gc/): while on, an emptied GC pool is not given back but retained, and the
+ * next GC pool of its size class is taken from the retained ones. The collector's lists of young
+ * objects may hold pointers to freed objects; retention keeps every such pointer pointing at a block
+ * boundary of a GC pool of the same class (whose words 1..3 the allocator never writes) until the
+ * collector has emptied its lists, then it releases them (through the grace period every emptied
+ * object pool waits). Returns how many it released. */
+OURO_INTERNAL void _ouro_alloc_gc_retain(bool on);
+OURO_INTERNAL size_t _ouro_alloc_gc_release_retained(void);
+
 /* Creates the allocator's thread-exit key and registers its fork handlers (once; also a constructor). */
 OURO_INTERNAL void _ouro_alloc_global_init(void);
 

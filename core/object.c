@@ -64,6 +64,7 @@ static void type_count(const ouro_type *t, bool alloc);
 
 void _ouro_object_free(ouro_object *o) {
     const ouro_type *t = o->type;
+    if (t->flags & OURO_TYPE_GC) _ouro_gc_on_free(o); /* first: a collection never sees it half torn down */
     if (__atomic_load_n(&o->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) _ouro_weakref_clear(o);
     if (t->dealloc) t->dealloc(o);
     if (t->nslots) {
@@ -368,6 +369,41 @@ static void merge_owned_in_pool(ouro_pool_t *pool, void *arg) {
     }
 }
 
+ouro_object *_ouro_refcount_merge_all_stopped(void) {
+    ouro_object *dead = NULL;
+    for (int b = 0; b < BRC_BUCKETS; b++) {
+        pthread_mutex_lock(&brc_bucket[b].mutex); /* free: its holders never park */
+        for (brc_thread *t = brc_bucket[b].threads; t; t = t->next) {
+            brc_chunk *q = t->queue;
+            if (!q) continue;
+            t->queue = NULL;
+            atomic_fetch_sub_explicit(&brc_nonempty, 1, memory_order_relaxed);
+            while (q) {
+                for (size_t i = 0; i < q->n; i++) {
+                    ouro_object *o = q->obj[i];
+                    if (object_merge(o, -1) != 0) continue;
+                    __atomic_store_n(&o->tid, (uintptr_t)dead, __ATOMIC_RELAXED); /* tid 0 after the merge */
+                    dead = o;
+                }
+                brc_chunk *next = q->next;
+                free(q);
+                q = next;
+            }
+        }
+        pthread_mutex_unlock(&brc_bucket[b].mutex);
+    }
+    return dead;
+}
+
+void _ouro_dealloc_list(ouro_object *list) {
+    while (list) {
+        ouro_object *next = (ouro_object *)__atomic_load_n(&list->tid, __ATOMIC_RELAXED);
+        __atomic_store_n(&list->tid, 0, __ATOMIC_RELAXED);
+        ouro_dealloc(list);
+        list = next;
+    }
+}
+
 /* The exit hook: merge every object the thread owns, leave the bucket (later queuers merge directly),
  * then merge what was queued. */
 static void brc_thread_exit(void) {
@@ -524,7 +560,9 @@ static bool object_check_type(const ouro_type *type, const char *fn, bool var) {
 /* A zeroed object block of size bytes with its header set (one reference, the caller the owner). */
 static ouro_object *object_make(const ouro_type *type, size_t size) {
     if (!_ouro_object_thread_ready()) return NULL;
-    unsigned kind = type->flags & OURO_TYPE_GC ? OURO_KIND_GC : OURO_KIND_OBJECT;
+    bool gc = type->flags & OURO_TYPE_GC;
+    if (gc && atomic_load_explicit(&_ouro_gc_due, memory_order_relaxed)) _ouro_gc_poll();
+    unsigned kind = gc ? OURO_KIND_GC : OURO_KIND_OBJECT;
     ouro_object *o = _ouro_alloc_kind(kind, size);
     if (!o) return NULL;
     /* The header's counts by atomic stores: a lock-free reader's try-incref may still load a dead
@@ -542,6 +580,7 @@ static ouro_object *object_make(const ouro_type *type, size_t size) {
     else __atomic_store_n(&o->ref_shared, ((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED, __ATOMIC_RELAXED);
     o->type = type;
     type_count(type, true);
+    if (gc) _ouro_gc_on_new(o);
     return o;
 }
 

@@ -76,6 +76,36 @@ OURO_INTERNAL bool _ouro_object_thread_ready(void);
 /* Clears the weak references to o, which is dying (count zero, not yet torn down), and runs their
  * callbacks. Called by the free of an object with OURO_OBJ_WEAKREFS set. */
 OURO_INTERNAL void _ouro_weakref_clear(ouro_object *o);
+/* Its two halves, for the collector: detach clears them and returns the ones to call back (a list the
+ * weakref module links, each holding a reference; NULL: none), with no user code and only o's bucket
+ * mutex (safe with the world stopped); call runs those callbacks later and drops the references. */
+OURO_INTERNAL ouro_object *_ouro_weakref_detach(ouro_object *o);
+OURO_INTERNAL void _ouro_weakref_call(ouro_object *calls);
+
+/* ---- the collector's hooks (gc/gc.c) ------------------------------------------------------------------- */
+/* gc_bits (the header byte the collector owns; one writer at a time: the thread that tracks or frees
+ * the object, or the collector with the world stopped; relaxed atomic stores). */
+#define OURO_GC_TRACKED 0x01u
+#define OURO_GC_FINALIZED 0x02u
+#define OURO_GC_GEN_SHIFT 2
+#define OURO_GC_GEN_MASK 0x0cu /* 0 young, 1, 2 old */
+#define OURO_GC_FROZEN 0x10u
+#define OURO_GC_CANDIDATE 0x20u /* world stopped: in the collection's candidate set (or seen by a walk) */
+#define OURO_GC_REACHABLE 0x40u /* world stopped: reachable from outside the candidates */
+
+/* A new instance of a GC type (its block zeroed, its header set): tracks it in generation 0. */
+OURO_INTERNAL void _ouro_gc_on_new(ouro_object *o);
+/* An instance of a GC type is being freed: it leaves the counts; its gc_bits are zeroed. */
+OURO_INTERNAL void _ouro_gc_on_free(ouro_object *o);
+/* Runs an automatic collection when one is due (before a GC instance is made). */
+OURO_INTERNAL void _ouro_gc_poll(void);
+OURO_INTERNAL extern _Atomic bool _ouro_gc_due;
+
+/* With the world stopped: merges every object queued to any thread (the refcount queues). Objects
+ * whose count reaches zero are not freed (no user code while stopped): they are returned, linked
+ * through word 0 (see ouro_dealloc's waiting list), for _ouro_dealloc_list once the world runs. */
+OURO_INTERNAL ouro_object *_ouro_refcount_merge_all_stopped(void);
+OURO_INTERNAL void _ouro_dealloc_list(ouro_object *list);
 
 /* A heap type is being freed: ouro_type_stats_all no longer lists it. */
 OURO_INTERNAL void _ouro_type_forget(const ouro_type *t);

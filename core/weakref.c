@@ -218,8 +218,10 @@ long ouro_weakref_count(ouro_object *o) {
     return n;
 }
 
-/* Called by the free of o (count zero, OURO_OBJ_WEAKREFS set), before its type's dealloc. */
-void _ouro_weakref_clear(ouro_object *o) {
+/* Clears every weakref to o (their referent becomes NULL) and returns those with a callback to call,
+ * each with a reference taken, linked through next (NULL: none). Takes only o's bucket mutex and runs
+ * no user code: the collector calls it with the world stopped. */
+ouro_object *_ouro_weakref_detach(ouro_object *o) {
     wr_bucket *b = &wr_table[wr_bucket_of(o)];
     weakref_object *calls = NULL, **calls_end = &calls;
     pthread_mutex_lock(&b->mutex);
@@ -239,13 +241,18 @@ void _ouro_weakref_clear(ouro_object *o) {
         w = next;
     }
     pthread_mutex_unlock(&b->mutex);
+    return calls ? &calls->head : NULL;
+}
+
+/* Calls the callbacks _ouro_weakref_detach returned and drops their references. The caller's error
+ * survives them (they run inside some decref or collection, which report no errors). */
+void _ouro_weakref_call(ouro_object *calls) {
     if (!calls) return;
-    /* Callbacks run inside some decref, which reports no errors: the caller's error survives them. */
     ouro_err saved = ouro_err_occurred();
     char message[256];
     if (saved) snprintf(message, sizeof message, "%s", ouro_err_message());
-    for (w = calls; w;) {
-        weakref_object *next = w->next; /* written by this thread above; nobody else touches it */
+    for (weakref_object *w = (weakref_object *)calls; w;) {
+        weakref_object *next = w->next; /* written by the detach; nobody else touches it */
         w->next = NULL;
         w->callback(&w->head, w->arg);
         ouro_decref(&w->head); /* may free w (its dealloc sees it cleared) */
@@ -254,6 +261,9 @@ void _ouro_weakref_clear(ouro_object *o) {
     if (saved) _ouro_err_set(saved, "%s", message);
     else ouro_err_clear();
 }
+
+/* Called by the free of o (count zero, OURO_OBJ_WEAKREFS set), before its type's dealloc. */
+void _ouro_weakref_clear(ouro_object *o) { _ouro_weakref_call(_ouro_weakref_detach(o)); }
 
 /* ---- the weakref object's hash, eq, repr ----------------------------------------------------------------- */
 

@@ -66,8 +66,9 @@ OURO_INTERNAL void _ouro_runtime_init(void);
  * (OURO_ERR_INVALID: fn NULL; OURO_ERR_STATE: table full). A hook must not poll a safepoint once it has started tearing down state a fork or a stop could see
  * half done (the heap hook relies on this). */
 enum {
-    OURO_EXIT_ORDER_GC = 10,       /* gc/: hand the thread's young objects to the collector (to come) */
-    OURO_EXIT_ORDER_REFCOUNT = 20, /* core/: drain the thread's refcount merge inbox (to come) */
+    OURO_EXIT_ORDER_REFCOUNT = 20, /* core/: merge the objects the thread owns, drain its queue */
+    OURO_EXIT_ORDER_GC = 30,       /* gc/: hand the thread's young objects to the collector (after the
+                                      refcount hook, whose frees may make objects) */
     OURO_EXIT_ORDER_HEAP = 100,    /* alloc/: abandon the heap to the arena (last) */
 };
 OURO_INTERNAL int _ouro_thread_exit_hook_add(int order, void (*fn)(void));
