@@ -70,14 +70,16 @@ static void objvec_free(objvec *a) {
 /* A thread's young list. */
 typedef struct young_list {
     objvec list;
+    size_t compact_at; /* the length at which the owner compacts it next */
     struct young_list *next, *prev; /* young_lock */
 } young_list;
 
-enum { DELTA_FLUSH = 32, MAX_CALLBACKS = 16 };
+enum { DELTA_FLUSH = 32, MAX_CALLBACKS = 16, COMPACT_MIN = 4096 };
 
 static pthread_mutex_t young_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf: its holders never park */
 static young_list *young_all;                                  /* young_lock */
 static objvec orphans;  /* young_lock: the young entries of exited threads */
+static size_t orphans_compact_at = COMPACT_MIN; /* young_lock */
 static objvec gen1;     /* the collector's (gc_running) */
 static __thread young_list *tls_young;
 static __thread long tls_delta; /* GC instances this thread made minus freed, not yet in count0 */
@@ -134,6 +136,7 @@ static young_list *young_mine(void) {
     if (OURO_LIKELY(y != NULL)) return y;
     pthread_once(&gc_once, gc_init);
     if (!(y = calloc(1, sizeof *y))) return NULL;
+    y->compact_at = COMPACT_MIN;
     pthread_mutex_lock(&young_lock);
     y->next = young_all;
     if (young_all) young_all->prev = y;
@@ -153,10 +156,46 @@ static void count_flush(void) {
         atomic_store_explicit(&_ouro_gc_due, true, memory_order_relaxed);
 }
 
+/* Drops the entries of a young list that no longer name a young tracked object (freed, untracked,
+ * frozen) and the duplicates (a block freed and reused by another young object), so that a program
+ * that makes and frees objects without ever reaching threshold 0 keeps its list short. Safe outside a
+ * stop: every entry points into a GC pool (retention), whose gc_bits byte a free zeroes; an object
+ * freed meanwhile leaves a stale entry, which the collection checks like any other. */
+static void young_compact(objvec *a) {
+    size_t cap = 16;
+    while (cap < a->n * 2) cap <<= 1;
+    uintptr_t *seen = calloc(cap, sizeof *seen); /* open addressing on the addresses */
+    if (!seen) return;
+    unsigned shift = 64 - (unsigned)__builtin_ctzll(cap);
+    size_t k = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        ouro_object *o = a->v[i];
+        unsigned b = bits_of(o);
+        if ((b & (OURO_GC_TRACKED | OURO_GC_FROZEN)) != OURO_GC_TRACKED || gen_of(b) != 0) continue;
+        size_t h = (size_t)(((uint64_t)(uintptr_t)o * 0x9e3779b97f4a7c15ull) >> shift);
+        while (seen[h] && seen[h] != (uintptr_t)o) h = (h + 1) & (cap - 1);
+        if (seen[h]) continue;
+        seen[h] = (uintptr_t)o;
+        a->v[k++] = o;
+    }
+    a->n = k;
+    free(seen);
+}
+
+/* The next length to compact at: twice what is left, so compaction costs O(1) per entry. */
+static size_t compact_next(size_t n) { return n * 2 > COMPACT_MIN ? n * 2 : COMPACT_MIN; }
+
 /* Enters o in generation 0 (its bits set by the caller). */
 static void young_add(ouro_object *o) {
     young_list *y = young_mine();
-    if (OURO_UNLIKELY(!y || !objvec_push(&y->list, o))) atomic_store(&young_lost, true); /* a walk finds it */
+    if (OURO_UNLIKELY(!y || !objvec_push(&y->list, o))) {
+        atomic_store(&young_lost, true); /* the next collection walks the pools: it finds o */
+        return;
+    }
+    if (OURO_UNLIKELY(y->list.n >= y->compact_at)) {
+        young_compact(&y->list);
+        y->compact_at = compact_next(y->list.n);
+    }
 }
 
 void _ouro_gc_on_new(ouro_object *o) {
@@ -167,6 +206,8 @@ void _ouro_gc_on_new(ouro_object *o) {
 
 void _ouro_gc_on_free(ouro_object *o) {
     bits_set(o, 0);
+    young_list *y = tls_young; /* made and freed by this thread since: its entry is the last one */
+    if (y && y->list.n && y->list.v[y->list.n - 1] == o) y->list.n--;
     if (--tls_delta <= -DELTA_FLUSH) count_flush();
 }
 
@@ -219,6 +260,10 @@ static void gc_thread_exit(void) {
     pthread_mutex_lock(&young_lock);
     for (size_t i = 0; i < y->list.n; i++)
         if (!objvec_push(&orphans, y->list.v[i])) atomic_store(&young_lost, true);
+    if (orphans.n >= orphans_compact_at) {
+        young_compact(&orphans);
+        orphans_compact_at = compact_next(orphans.n);
+    }
     if (y->prev) y->prev->next = y->next; else young_all = y->next;
     if (y->next) y->next->prev = y->prev;
     pthread_mutex_unlock(&young_lock);
@@ -272,10 +317,10 @@ static void walk_young(block_fn fn, void *arg, bool clear) {
     pthread_mutex_lock(&young_lock);
     for (young_list *y = young_all; y; y = y->next) {
         for (size_t i = 0; fn && i < y->list.n; i++) fn(y->list.v[i], arg);
-        if (clear) y->list.n = 0;
+        if (clear) y->list.n = 0, y->compact_at = COMPACT_MIN;
     }
     for (size_t i = 0; fn && i < orphans.n; i++) fn(orphans.v[i], arg);
-    if (clear) orphans.n = 0;
+    if (clear) orphans.n = 0, orphans_compact_at = COMPACT_MIN;
     pthread_mutex_unlock(&young_lock);
 }
 
