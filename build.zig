@@ -21,6 +21,7 @@ const lib_sources = [_][]const u8{
     "core/set.c",
     "core/weakref.c",
     "gc/gc.c",
+    "gc/scan.c",
     "alloc/os.c",
     "alloc/arena.c",
     "alloc/heap.c",
@@ -64,6 +65,7 @@ const bench_sources = [_][]const u8{
     "bench/alloc_suite.c",
     "bench/stw_suite.c",
     "bench/rc_suite.c",
+    "bench/gc_suite.c",
 };
 
 const c_flags = [_][]const u8{

@@ -153,6 +153,15 @@ static inline bool ouro_link_ok(const void *b, uintptr_t next) {
  * Counts invariant: nfree == popcount(free_map) == pools in state FREE; an arena with nfree ==
  * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the kept-empty list (purged) or unmapped.
  * An arena with 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first). */
+/* Where a full collection keeps the counts of one GC pool's blocks (gc/scan.c): block i's entry is
+ * index - 1 + i of the collection's side table; index 0 means the pool is not in the collection. magic
+ * turns a byte offset into a block index: off * magic >> 32 (exact for off < 2^32 / block_size). Set and
+ * cleared by the collector while the world is stopped; nobody else reads it. */
+typedef struct ouro_gc_slot {
+    uint32_t index;
+    uint32_t magic;
+} ouro_gc_slot;
+
 struct ouro_arena_s {
     uint32_t magic;
     uint32_t nfree;                 /* free pools */
@@ -167,6 +176,7 @@ struct ouro_arena_s {
     bool on_kept;                   /* on the kept-empty list */
     _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
     ouro_pool_t pools[OURO_POOLS_PER_ARENA] __attribute__((aligned(64))); /* [0]: the header itself */
+    ouro_gc_slot gc_slot[OURO_POOLS_PER_ARENA]; /* the collector's, during a full collection (gc/scan.c) */
 };
 _Static_assert(sizeof(ouro_arena_t) <= OURO_POOL_SIZE, "the arena header must fit pool 0");
 
@@ -242,7 +252,23 @@ OURO_INTERNAL void _ouro_os_purge(void *p, size_t size);
 enum { OURO_CHUNK_NONE = 0, OURO_CHUNK_ARENA, OURO_CHUNK_HUGE_HEAD, OURO_CHUNK_HUGE_BODY };
 /* Marks [chunk, chunk + size) as kind (the chunks after a HUGE_HEAD one as HUGE_BODY). Arena lock. */
 OURO_INTERNAL void _ouro_addrmap_set(void *chunk, size_t size, unsigned kind);
-OURO_INTERNAL unsigned _ouro_addrmap_get(const void *p);
+/* Two levels over ARENA_SIZE chunks of the 48-bit address space: a static root of leaf pointers and
+ * leaves mapped on first use (never freed). Written under the arena lock; read lock-free: a reader asks
+ * only about memory it claims to own, whose registration happened-before it got the pointer. */
+#define OURO_ADDRMAP_CHUNK_BITS (48 - OURO_ARENA_SHIFT)
+#define OURO_ADDRMAP_LEAF_BITS (OURO_ADDRMAP_CHUNK_BITS / 2)
+#define OURO_ADDRMAP_ROOT_BITS (OURO_ADDRMAP_CHUNK_BITS - OURO_ADDRMAP_LEAF_BITS)
+typedef struct ouro_addrmap_leaf {
+    _Atomic uint8_t chunk[1u << OURO_ADDRMAP_LEAF_BITS];
+} ouro_addrmap_leaf;
+OURO_INTERNAL extern _Atomic(ouro_addrmap_leaf *) _ouro_addrmap_root[1u << OURO_ADDRMAP_ROOT_BITS];
+/* The OURO_CHUNK_* kind of the chunk that p lies in (inline: the collector asks once per reference). */
+static inline unsigned _ouro_addrmap_get(const void *p) {
+    uintptr_t c = (uintptr_t)p >> OURO_ARENA_SHIFT;
+    if (c >> OURO_ADDRMAP_CHUNK_BITS) return OURO_CHUNK_NONE;
+    ouro_addrmap_leaf *leaf = ouro_load_acquire(&_ouro_addrmap_root[c >> OURO_ADDRMAP_LEAF_BITS]); /* pairs with the release in _ouro_addrmap_set() */
+    return leaf ? ouro_load_relaxed(&leaf->chunk[c & ((1u << OURO_ADDRMAP_LEAF_BITS) - 1)]) : OURO_CHUNK_NONE;
+}
 
 /* Counters shared by the layers; updated under the arena lock or with relaxed atomics. */
 typedef struct ouro_alloc_counters {

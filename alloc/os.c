@@ -63,36 +63,22 @@ void _ouro_os_purge(void *p, size_t size) {
     ouro_fetch_add_relaxed(&_ouro_counters.bytes_returned, size);
 }
 
-/* ---- address map -----------------------------------------------------------------------------------
- * Two levels over ARENA_SIZE chunks of the 48-bit address space: a static root of leaf pointers and
- * leaves mapped on first use (never freed). An entry is an OURO_CHUNK_* kind. Written under the arena lock; read lock-free with relaxed loads: a reader asks
- * only about memory it claims to own, whose registration happened-before it got the pointer. */
-#define ADDR_BITS 48
-#define CHUNK_BITS (ADDR_BITS - OURO_ARENA_SHIFT)
-#define LEAF_BITS (CHUNK_BITS / 2)
-#define ROOT_BITS (CHUNK_BITS - LEAF_BITS)
+/* ---- address map (alloc/internal.h describes it) ---------------------------------------------------- */
+#define LEAF_BITS OURO_ADDRMAP_LEAF_BITS
 
-typedef struct { _Atomic uint8_t chunk[1u << LEAF_BITS]; } addrmap_leaf;
-static _Atomic(addrmap_leaf *) addrmap_root[1u << ROOT_BITS];
+_Atomic(ouro_addrmap_leaf *) _ouro_addrmap_root[1u << OURO_ADDRMAP_ROOT_BITS];
 
 void _ouro_addrmap_set(void *chunk, size_t size, unsigned kind) {
     for (uintptr_t a = (uintptr_t)chunk; a < (uintptr_t)chunk + size; a += OURO_ARENA_SIZE) {
         uintptr_t c = a >> OURO_ARENA_SHIFT;
-        _Atomic(addrmap_leaf *) *slot = &addrmap_root[c >> LEAF_BITS];
-        addrmap_leaf *leaf = ouro_load_relaxed(slot);
+        _Atomic(ouro_addrmap_leaf *) *slot = &_ouro_addrmap_root[c >> LEAF_BITS];
+        ouro_addrmap_leaf *leaf = ouro_load_relaxed(slot);
         if (leaf == NULL) {
             leaf = mmap(NULL, sizeof *leaf, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (leaf == MAP_FAILED) _ouro_fatal("cannot map the address map (%zu bytes)", sizeof *leaf);
-            ouro_store_release(slot, leaf); /* pairs with the acquire in _ouro_addrmap_has() */
+            ouro_store_release(slot, leaf); /* pairs with the acquire in _ouro_addrmap_get() */
         }
         ouro_store_relaxed(&leaf->chunk[c & ((1u << LEAF_BITS) - 1)], (uint8_t)kind);
         if (kind == OURO_CHUNK_HUGE_HEAD) kind = OURO_CHUNK_HUGE_BODY;
     }
-}
-
-unsigned _ouro_addrmap_get(const void *p) {
-    uintptr_t c = (uintptr_t)p >> OURO_ARENA_SHIFT;
-    if (c >> CHUNK_BITS) return OURO_CHUNK_NONE;
-    addrmap_leaf *leaf = ouro_load_acquire(&addrmap_root[c >> LEAF_BITS]); /* pairs with the release in _ouro_addrmap_set() */
-    return leaf ? ouro_load_relaxed(&leaf->chunk[c & ((1u << LEAF_BITS) - 1)]) : OURO_CHUNK_NONE;
 }

@@ -27,8 +27,7 @@
  * the thread whose new GC instance finds a collection due (ouro_new, before it allocates): finalizers
  * and callbacks run there, inside that ouro_new (as in CPython up to 3.11; ouro never allocates
  * under its own locks). One collection at a time: another thread's request returns 0 at once. */
-#include "core/objimpl.h"
-#include "alloc/internal.h"
+#include "gc/internal.h"
 #include "threads/internal.h"
 
 #include <inttypes.h>
@@ -39,31 +38,6 @@
 
 #include "ouro/gc.h"
 #include "ouro/list.h"
-
-/* ---- a growable array of object pointers (malloc: never ouro's allocator, whose slow path parks) -- */
-
-typedef struct {
-    ouro_object **v;
-    size_t n, cap;
-} objvec;
-
-/* Appends o; false when out of memory. */
-static bool objvec_push(objvec *a, ouro_object *o) {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 256;
-        ouro_object **v = realloc(a->v, cap * sizeof *v);
-        if (!v) return false;
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->n++] = o;
-    return true;
-}
-
-static void objvec_free(objvec *a) {
-    free(a->v);
-    *a = (objvec){0};
-}
 
 /* ---- state ---------------------------------------------------------------------------------------- */
 
@@ -113,10 +87,6 @@ static uint64_t now_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-static inline unsigned bits_of(const ouro_object *o) { return __atomic_load_n(&o->gc_bits, __ATOMIC_RELAXED); }
-static inline void bits_set(ouro_object *o, unsigned b) { __atomic_store_n(&((ouro_object *)o)->gc_bits, (uint8_t)b, __ATOMIC_RELAXED); }
-static inline unsigned gen_of(unsigned bits) { return (bits & OURO_GC_GEN_MASK) >> OURO_GC_GEN_SHIFT; }
-static inline unsigned with_gen(unsigned bits, unsigned g) { return (bits & ~OURO_GC_GEN_MASK) | (g << OURO_GC_GEN_SHIFT); }
 
 /* ---- tracking -------------------------------------------------------------------------------------- */
 
@@ -170,8 +140,8 @@ static void young_compact(objvec *a) {
     size_t k = 0;
     for (size_t i = 0; i < a->n; i++) {
         ouro_object *o = a->v[i];
-        unsigned b = bits_of(o);
-        if ((b & (OURO_GC_TRACKED | OURO_GC_FROZEN)) != OURO_GC_TRACKED || gen_of(b) != 0) continue;
+        unsigned b = gc_bits_of(o);
+        if ((b & (OURO_GC_TRACKED | OURO_GC_FROZEN)) != OURO_GC_TRACKED || gc_gen_of(b) != 0) continue;
         size_t h = (size_t)(((uint64_t)(uintptr_t)o * 0x9e3779b97f4a7c15ull) >> shift);
         while (seen[h] && seen[h] != (uintptr_t)o) h = (h + 1) & (cap - 1);
         if (seen[h]) continue;
@@ -199,13 +169,13 @@ static void young_add(ouro_object *o) {
 }
 
 void _ouro_gc_on_new(ouro_object *o) {
-    bits_set(o, OURO_GC_TRACKED);
+    gc_bits_set(o, OURO_GC_TRACKED);
     young_add(o);
     if (++tls_delta >= DELTA_FLUSH) count_flush();
 }
 
 void _ouro_gc_on_free(ouro_object *o) {
-    bits_set(o, 0);
+    gc_bits_set(o, 0);
     young_list *y = tls_young; /* made and freed by this thread since: its entry is the last one */
     if (y && y->list.n && y->list.v[y->list.n - 1] == o) y->list.n--;
     if (--tls_delta <= -DELTA_FLUSH) count_flush();
@@ -216,8 +186,8 @@ int ouro_gc_track(ouro_object *o) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_gc_track: %s", o ? "not an instance of a GC type" : "object is NULL");
         return -1;
     }
-    if (!(bits_of(o) & OURO_GC_TRACKED)) {
-        bits_set(o, with_gen((bits_of(o) & OURO_GC_FINALIZED) | OURO_GC_TRACKED, 0));
+    if (!(gc_bits_of(o) & OURO_GC_TRACKED)) {
+        gc_bits_set(o, gc_with_gen((gc_bits_of(o) & OURO_GC_FINALIZED) | OURO_GC_TRACKED, 0));
         young_add(o);
     }
     return 0;
@@ -228,10 +198,10 @@ int ouro_gc_untrack(ouro_object *o) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_gc_untrack: %s", o ? "not an instance of a GC type" : "object is NULL");
         return -1;
     }
-    unsigned b = bits_of(o);
+    unsigned b = gc_bits_of(o);
     if (b & OURO_GC_TRACKED) {
         if (b & OURO_GC_FROZEN) atomic_fetch_sub_explicit(&freeze_count, 1, memory_order_relaxed);
-        bits_set(o, b & OURO_GC_FINALIZED); /* its list entries become stale: checked at collection */
+        gc_bits_set(o, b & OURO_GC_FINALIZED); /* its list entries become stale: checked at collection */
     }
     return 0;
 }
@@ -241,7 +211,7 @@ int ouro_gc_is_tracked(const ouro_object *o) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_gc_is_tracked: object is NULL");
         return -1;
     }
-    return (o->type->flags & OURO_TYPE_GC) && (bits_of(o) & OURO_GC_TRACKED);
+    return (o->type->flags & OURO_TYPE_GC) && (gc_bits_of(o) & OURO_GC_TRACKED);
 }
 
 int ouro_gc_is_finalized(const ouro_object *o) {
@@ -249,7 +219,7 @@ int ouro_gc_is_finalized(const ouro_object *o) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_gc_is_finalized: object is NULL");
         return -1;
     }
-    return (o->type->flags & OURO_TYPE_GC) && (bits_of(o) & OURO_GC_FINALIZED);
+    return (o->type->flags & OURO_TYPE_GC) && (gc_bits_of(o) & OURO_GC_FINALIZED);
 }
 
 /* The exit hook: the thread's young entries go to the orphans, its delta to count0. */
@@ -290,25 +260,39 @@ typedef struct {
     void *arg;
 } walk_ctx;
 
+typedef struct {
+    ouro_pool_visit_fn fn;
+    void *arg;
+} pool_filter;
+
+static void visit_gc_pool(ouro_pool_t *pool, void *arg) {
+    pool_filter *f = arg;
+    if (pool->kind == OURO_KIND_GC) f->fn(pool, f->arg);
+}
+
+void _ouro_gc_visit_pools(ouro_pool_visit_fn fn, void *arg) {
+    pool_filter f = {fn, arg};
+    for (ouro_thread_t *t = _ouro_registry; t; t = t->next) /* the stopper holds the registry lock */
+        if (t->heap) _ouro_heap_visit_object_pools(t->heap, visit_gc_pool, &f);
+    pthread_mutex_lock(&_ouro_arena_lock); /* no parked thread holds it: it never parks under it */
+    _ouro_arena_visit_abandoned_object_pools_locked(visit_gc_pool, &f);
+    pthread_mutex_unlock(&_ouro_arena_lock);
+}
+
 static void walk_pool(ouro_pool_t *pool, void *arg) {
     walk_ctx *w = arg;
-    if (pool->kind != OURO_KIND_GC) return;
     char *p = ouro_pool_data(pool);
     size_t bs = pool->block_size;
     for (uint32_t i = 0; i < pool->carved; i++, p += bs) {
         ouro_object *o = (ouro_object *)p;
-        if (bits_of(o) & OURO_GC_TRACKED) w->fn(o, w->arg); /* free blocks read 0 (zeroed at free) */
+        if (gc_bits_of(o) & OURO_GC_TRACKED) w->fn(o, w->arg); /* free blocks read 0 (zeroed at free) */
     }
 }
 
 /* Calls fn on every tracked object (world stopped: every heap's owner is parked or gone). */
 static void walk_tracked(block_fn fn, void *arg) {
     walk_ctx w = {fn, arg};
-    for (ouro_thread_t *t = _ouro_registry; t; t = t->next) /* the stopper holds the registry lock */
-        if (t->heap) _ouro_heap_visit_object_pools(t->heap, walk_pool, &w);
-    pthread_mutex_lock(&_ouro_arena_lock); /* no parked thread holds it: it never parks under it */
-    _ouro_arena_visit_abandoned_object_pools_locked(walk_pool, &w);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_gc_visit_pools(walk_pool, &w);
 }
 
 /* Calls fn on every young entry (every thread's and the orphans'), stale ones included; with clear,
@@ -342,19 +326,13 @@ typedef struct {
 static inline intptr_t refs_of(const ouro_object *o) { return (intptr_t)__atomic_load_n(&o->tid, __ATOMIC_RELAXED); }
 static inline void refs_set(ouro_object *o, intptr_t r) { __atomic_store_n(&o->tid, (uintptr_t)r, __ATOMIC_RELAXED); }
 
-/* The true count of a mortal object (world stopped, queues merged). */
-static intptr_t true_count(const ouro_object *o) {
-    return (intptr_t)__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED) +
-           (__atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED) >> OURO_SHARED_SHIFT);
-}
-
 /* Makes o a candidate when it qualifies (an entry of a list may be stale or a duplicate). */
 static void cand_add(ouro_object *o, void *arg) {
     cand_set *s = arg;
-    unsigned b = bits_of(o);
-    if (!(b & OURO_GC_TRACKED) || (b & (OURO_GC_FROZEN | OURO_GC_CANDIDATE)) || gen_of(b) > s->maxgen) return;
+    unsigned b = gc_bits_of(o);
+    if (!(b & OURO_GC_TRACKED) || (b & (OURO_GC_FROZEN | OURO_GC_CANDIDATE)) || gc_gen_of(b) > s->maxgen) return;
     if (ouro_is_immortal(o)) return;
-    intptr_t count = true_count(o);
+    intptr_t count = gc_true_count(o);
     if (count <= 0) return; /* merged to zero in this stop: freed once the world runs */
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4096;
@@ -367,43 +345,39 @@ static void cand_add(ouro_object *o, void *arg) {
         s->cap = cap;
     }
     s->v[s->n++] = (cand){o, __atomic_load_n(&o->tid, __ATOMIC_RELAXED)};
-    bits_set(o, b | OURO_GC_CANDIDATE);
+    gc_bits_set(o, b | OURO_GC_CANDIDATE);
     refs_set(o, count);
 }
 
 static int visit_decref(ouro_object *child, void *arg) {
     (void)arg;
-    if (child && (bits_of(child) & OURO_GC_CANDIDATE)) refs_set(child, refs_of(child) - 1);
+    if (child && (gc_bits_of(child) & OURO_GC_CANDIDATE)) refs_set(child, refs_of(child) - 1);
     return 0;
 }
 
 static int visit_reach(ouro_object *child, void *arg) {
     objvec *stack = arg;
     if (!child) return 0;
-    unsigned b = bits_of(child);
+    unsigned b = gc_bits_of(child);
     if ((b & (OURO_GC_CANDIDATE | OURO_GC_REACHABLE)) != OURO_GC_CANDIDATE) return 0;
-    bits_set(child, b | OURO_GC_REACHABLE);
+    gc_bits_set(child, b | OURO_GC_REACHABLE);
     if (!objvec_push(stack, child)) _ouro_fatal("gc: out of memory marking reachable objects");
     return 0;
-}
-
-static void traverse(ouro_object *o, ouro_visitproc visit, void *arg) {
-    if (o->type->traverse) o->type->traverse(o, visit, arg);
 }
 
 /* The core of CPython's algorithm on the candidates in s (their gc_refs in word 0): subtract internal
  * references, mark what is reachable from outside. Afterwards REACHABLE is set on the survivors. */
 static void find_unreachable(cand_set *s) {
-    for (size_t i = 0; i < s->n; i++) traverse(s->v[i].o, visit_decref, NULL);
+    for (size_t i = 0; i < s->n; i++) gc_traverse(s->v[i].o, visit_decref, NULL);
     objvec stack = {0};
     for (size_t i = 0; i < s->n; i++) {
         ouro_object *o = s->v[i].o;
-        unsigned b = bits_of(o);
+        unsigned b = gc_bits_of(o);
         if (refs_of(o) > 0 && !(b & OURO_GC_REACHABLE)) {
-            bits_set(o, b | OURO_GC_REACHABLE);
+            gc_bits_set(o, b | OURO_GC_REACHABLE);
             if (!objvec_push(&stack, o)) _ouro_fatal("gc: out of memory marking reachable objects");
         }
-        while (stack.n) traverse(stack.v[--stack.n], visit_reach, &stack);
+        while (stack.n) gc_traverse(stack.v[--stack.n], visit_reach, &stack);
     }
     objvec_free(&stack);
 }
@@ -416,15 +390,15 @@ typedef struct {
     size_t candidates, survivors;
 } collect_out;
 
-/* The stopped part of a collection of generations 0..g. */
-static void collect_stopped(int g, collect_out *out) {
-    out->dead = _ouro_refcount_merge_all_stopped();
+/* The header form of the algorithm (cand_add's candidates, gc_refs in word 0): fills out->garbage
+ * (unheld) and moves the survivors up a generation. */
+static void collect_candidates(int g, collect_out *out) {
     cand_set s = {.maxgen = (unsigned)g};
     /* A full collection walks the pools, and so does one that lost track of young objects (a list
      * that could not grow): the walk finds every object of generations 0..g. */
     bool walk = g == 2 || atomic_exchange(&young_lost, false);
     if (walk) walk_tracked(cand_add, &s);
-    walk_young(walk ? NULL : cand_add, &s, true); /* every young object is a candidate: the lists empty */
+    walk_young(walk ? NULL : cand_add, &s, false);
     if (g >= 1) {
         for (size_t i = 0; !walk && i < gen1.n; i++) cand_add(gen1.v[i], &s);
         gen1.n = 0; /* its objects were candidates: survivors move on to generation 2 */
@@ -435,34 +409,51 @@ static void collect_stopped(int g, collect_out *out) {
     for (size_t i = 0; i < s.n; i++) __atomic_store_n(&s.v[i].o->tid, s.v[i].tid, __ATOMIC_RELAXED);
     for (size_t i = 0; i < s.n; i++) {
         ouro_object *o = s.v[i].o;
-        unsigned b = bits_of(o);
+        unsigned b = gc_bits_of(o);
         if (b & OURO_GC_REACHABLE) {
-            bits_set(o, with_gen(b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE), up));
-            out->survivors++;
+            gc_bits_set(o, gc_with_gen(b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE), up));
             if (up == 1 && !objvec_push(&gen1, o)) atomic_store(&young_lost, true);
         } else {
-            bits_set(o, b & ~OURO_GC_CANDIDATE);
-            ouro_incref(o); /* held until the end: nothing of the garbage is freed half way */
+            gc_bits_set(o, b & ~OURO_GC_CANDIDATE);
             if (!objvec_push(&out->garbage, o)) _ouro_fatal("gc: out of memory listing garbage");
-            if (__atomic_load_n(&o->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) {
-                ouro_object *calls = _ouro_weakref_detach(o); /* cleared now: no get returns o after */
-                if (calls && !objvec_push(&out->wr_calls, calls)) _ouro_fatal("gc: out of memory listing weakrefs");
-            }
         }
     }
     out->candidates = s.n;
     free(s.v);
+}
+
+/* The stopped part of a collection of generations 0..g. */
+static void collect_stopped(int g, collect_out *out) {
+    out->dead = _ouro_refcount_merge_all_stopped();
+    if (g == 2 && _ouro_gc_scan_full(&out->garbage, &out->candidates)) {
+        gen1.n = 0;
+        atomic_store(&young_lost, false);
+    } else {
+        collect_candidates(g, out);
+    }
+    walk_young(NULL, NULL, true); /* every young object was a candidate: the lists empty */
+    out->survivors = out->candidates - out->garbage.n;
+    /* The garbage is held until the end (nothing of it is freed half way), and its weak references are
+     * cleared now: no get returns it after. */
+    for (size_t i = 0; i < out->garbage.n; i++) {
+        ouro_object *o = out->garbage.v[i];
+        ouro_incref(o);
+        if (__atomic_load_n(&o->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) {
+            ouro_object *calls = _ouro_weakref_detach(o);
+            if (calls && !objvec_push(&out->wr_calls, calls)) _ouro_fatal("gc: out of memory listing weakrefs");
+        }
+    }
     if (g == 0) { /* keep the gen-1 list free of stale and duplicate entries */
         size_t k = 0;
         for (size_t i = 0; i < gen1.n; i++) {
             ouro_object *o = gen1.v[i];
-            unsigned b = bits_of(o);
-            if ((b & (OURO_GC_TRACKED | OURO_GC_CANDIDATE | OURO_GC_FROZEN)) != OURO_GC_TRACKED || gen_of(b) != 1) continue;
-            bits_set(o, b | OURO_GC_CANDIDATE);
+            unsigned b = gc_bits_of(o);
+            if ((b & (OURO_GC_TRACKED | OURO_GC_CANDIDATE | OURO_GC_FROZEN)) != OURO_GC_TRACKED || gc_gen_of(b) != 1) continue;
+            gc_bits_set(o, b | OURO_GC_CANDIDATE);
             gen1.v[k++] = o;
         }
         gen1.n = k;
-        for (size_t i = 0; i < k; i++) bits_set(gen1.v[i], bits_of(gen1.v[i]) & ~OURO_GC_CANDIDATE);
+        for (size_t i = 0; i < k; i++) gc_bits_set(gen1.v[i], gc_bits_of(gen1.v[i]) & ~OURO_GC_CANDIDATE);
     }
     /* Every list entry now names a live object: the retained GC pools can go. */
     _ouro_alloc_gc_release_retained();
@@ -489,18 +480,18 @@ static void find_resurrected(objvec *garbage, objvec *resurrected) {
     for (size_t i = 0; i < garbage->n; i++) {
         ouro_object *o = garbage->v[i];
         s.v[s.n++] = (cand){o, __atomic_load_n(&o->tid, __ATOMIC_RELAXED)};
-        bits_set(o, bits_of(o) | OURO_GC_CANDIDATE);
-        refs_set(o, true_count(o) - 1); /* less the collector's own reference */
+        gc_bits_set(o, gc_bits_of(o) | OURO_GC_CANDIDATE);
+        refs_set(o, gc_true_count(o) - 1); /* less the collector's own reference */
     }
     find_unreachable(&s);
     size_t k = 0;
     for (size_t i = 0; i < s.n; i++) {
         ouro_object *o = s.v[i].o;
         __atomic_store_n(&o->tid, s.v[i].tid, __ATOMIC_RELAXED);
-        unsigned b = bits_of(o);
-        bits_set(o, b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE));
+        unsigned b = gc_bits_of(o);
+        gc_bits_set(o, b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE));
         if (b & OURO_GC_REACHABLE) {
-            if (b & OURO_GC_TRACKED) bits_set(o, with_gen(bits_of(o), 2)); /* found by full collections */
+            if (b & OURO_GC_TRACKED) gc_bits_set(o, gc_with_gen(gc_bits_of(o), 2)); /* found by full collections */
             if (!objvec_push(resurrected, o)) _ouro_fatal("gc: out of memory listing resurrected objects");
         } else {
             garbage->v[k++] = o;
@@ -562,9 +553,9 @@ static long collect(int g) {
     bool finalized = false;
     for (size_t i = 0; i < out.garbage.n; i++) {
         ouro_object *o = out.garbage.v[i];
-        unsigned b = bits_of(o);
+        unsigned b = gc_bits_of(o);
         if (!o->type->finalize || (b & OURO_GC_FINALIZED)) continue;
-        bits_set(o, b | OURO_GC_FINALIZED);
+        gc_bits_set(o, b | OURO_GC_FINALIZED);
         o->type->finalize(o);
         finalized = true;
     }
@@ -766,16 +757,16 @@ int ouro_gc_callback_remove(ouro_gc_callback fn, void *arg) {
 
 static void freeze_one(ouro_object *o, void *arg) {
     size_t *n = arg;
-    unsigned b = bits_of(o);
+    unsigned b = gc_bits_of(o);
     if (b & OURO_GC_FROZEN) return;
-    bits_set(o, b | OURO_GC_FROZEN);
+    gc_bits_set(o, b | OURO_GC_FROZEN);
     (*n)++;
 }
 
 static void unfreeze_one(ouro_object *o, void *arg) {
     (void)arg;
-    unsigned b = bits_of(o);
-    if (b & OURO_GC_FROZEN) bits_set(o, with_gen(b & ~OURO_GC_FROZEN, 2));
+    unsigned b = gc_bits_of(o);
+    if (b & OURO_GC_FROZEN) gc_bits_set(o, gc_with_gen(b & ~OURO_GC_FROZEN, 2));
 }
 
 /* Runs fn over every tracked object with the world stopped, holding the collector. */
@@ -825,21 +816,21 @@ typedef struct {
 
 /* Takes o (a new reference) once: CANDIDATE marks what was taken until the end of the walk. */
 static void query_take(query *q, ouro_object *o) {
-    unsigned b = bits_of(o);
+    unsigned b = gc_bits_of(o);
     if (b & OURO_GC_CANDIDATE) return;
     if (!objvec_push(&q->found, o)) {
         q->nomem = true;
         return;
     }
-    bits_set(o, b | OURO_GC_CANDIDATE);
+    gc_bits_set(o, b | OURO_GC_CANDIDATE);
     ouro_incref(o);
 }
 
 static void query_objects(ouro_object *o, void *arg) {
     query *q = arg;
-    unsigned b = bits_of(o);
+    unsigned b = gc_bits_of(o);
     if (!(b & OURO_GC_TRACKED) || (b & OURO_GC_FROZEN)) return;
-    if (q->gen >= 0 && gen_of(b) != (unsigned)q->gen) return;
+    if (q->gen >= 0 && gc_gen_of(b) != (unsigned)q->gen) return;
     query_take(q, o);
 }
 
@@ -852,7 +843,7 @@ static int visit_is_target(ouro_object *child, void *arg) {
 static void query_referrers(ouro_object *o, void *arg) {
     query *q = arg;
     q->holder = o;
-    traverse(o, visit_is_target, q);
+    gc_traverse(o, visit_is_target, q);
 }
 
 static int visit_collect(ouro_object *child, void *arg) {
@@ -874,8 +865,8 @@ static ouro_object *query_run(const char *fn, query *q, void (*walk)(query *)) {
     stop_world();
     walk(q);
     for (size_t i = 0; i < q->found.n; i++) { /* the marks go; the references stay */
-        unsigned b = bits_of(q->found.v[i]);
-        if (b & OURO_GC_CANDIDATE) bits_set(q->found.v[i], b & ~OURO_GC_CANDIDATE);
+        unsigned b = gc_bits_of(q->found.v[i]);
+        if (b & OURO_GC_CANDIDATE) gc_bits_set(q->found.v[i], b & ~OURO_GC_CANDIDATE);
     }
     start_world();
     collector_release();
@@ -904,7 +895,7 @@ static void walk_objects(query *q) {
 
 static void walk_referrers(query *q) { walk_tracked(query_referrers, q); }
 
-static void walk_referents(query *q) { traverse(q->target, visit_collect, q); }
+static void walk_referents(query *q) { gc_traverse(q->target, visit_collect, q); }
 
 ouro_object *ouro_gc_get_objects(int generation) {
     if (generation < -1 || generation > 2) {

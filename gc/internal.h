@@ -1,0 +1,70 @@
+/* gc/internal.h — what the collector's files share: growable arrays and the full collection's scan.
+ * gc.c is the collector (tracking, young lists, collections, the API); scan.c is the full collection's
+ * mark over every GC pool, with its counts in a side table instead of the objects' headers. */
+#ifndef OURO_GC_INTERNAL_H
+#define OURO_GC_INTERNAL_H
+#ifndef OURO_BUILD_CORE
+#error "gc/internal.h is internal to libouro"
+#endif
+#include "core/objimpl.h"
+#include "alloc/internal.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+/* ---- a growable array of object pointers (malloc: never ouro's allocator, whose slow path parks) -- */
+
+typedef struct {
+    ouro_object **v;
+    size_t n, cap;
+} objvec;
+
+/* Appends o; false when out of memory. */
+static inline bool objvec_push(objvec *a, ouro_object *o) {
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 256;
+        ouro_object **v = realloc(a->v, cap * sizeof *v);
+        if (!v) return false;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = o;
+    return true;
+}
+
+static inline void objvec_free(objvec *a) {
+    free(a->v);
+    *a = (objvec){0};
+}
+
+/* ---- gc_bits (core/objimpl.h defines them) ------------------------------------------------------------- */
+
+static inline unsigned gc_bits_of(const ouro_object *o) { return __atomic_load_n(&o->gc_bits, __ATOMIC_RELAXED); }
+static inline void gc_bits_set(ouro_object *o, unsigned b) { __atomic_store_n(&o->gc_bits, (uint8_t)b, __ATOMIC_RELAXED); }
+static inline unsigned gc_gen_of(unsigned bits) { return (bits & OURO_GC_GEN_MASK) >> OURO_GC_GEN_SHIFT; }
+static inline unsigned gc_with_gen(unsigned bits, unsigned g) { return (bits & ~OURO_GC_GEN_MASK) | (g << OURO_GC_GEN_SHIFT); }
+
+/* The true count of a mortal object (world stopped, queues merged). */
+static inline intptr_t gc_true_count(const ouro_object *o) {
+    return (intptr_t)__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED) +
+           (__atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED) >> OURO_SHARED_SHIFT);
+}
+
+static inline void gc_traverse(ouro_object *o, ouro_visitproc visit, void *arg) {
+    if (o->type->traverse) o->type->traverse(o, visit, arg);
+}
+
+/* ---- gc.c -------------------------------------------------------------------------------------------- */
+
+/* Calls fn on every GC pool: the registered threads' heaps' and the abandoned ones. World stopped. */
+OURO_INTERNAL void _ouro_gc_visit_pools(ouro_pool_visit_fn fn, void *arg);
+
+/* ---- scan.c ------------------------------------------------------------------------------------------- */
+
+/* The full collection's mark, world stopped and every refcount queue merged: finds the garbage among
+ * every tracked object of every generation (not frozen, mortal, count > 0: the candidates), appends it
+ * to *garbage, and moves every candidate to generation 2. Sets *candidates. false when out of memory
+ * for its tables (nothing changed: the caller falls back to the header-based collection). */
+OURO_INTERNAL bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates);
+
+#endif
