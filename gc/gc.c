@@ -246,6 +246,7 @@ static void gc_thread_exit(void) {
  * (their entries are processed by the next collection like any others); a collection that a vanished
  * thread was running is over. */
 static void gc_atfork_child(void) {
+    _ouro_gc_scan_atfork_child();
     pthread_mutex_init(&young_lock, NULL);
     pthread_mutex_init(&stats_lock, NULL);
     if (!tls_in_gc) atomic_store(&gc_running, false);

@@ -67,4 +67,7 @@ OURO_INTERNAL void _ouro_gc_visit_pools(ouro_pool_visit_fn fn, void *arg);
  * for its tables (nothing changed: the caller falls back to the header-based collection). */
 OURO_INTERNAL bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates);
 
+/* A fork child: the scan's helper thread is gone (it starts again when needed). */
+OURO_INTERNAL void _ouro_gc_scan_atfork_child(void);
+
 #endif

@@ -35,6 +35,9 @@
  * collection: allocating and faulting in 8 bytes per object each time would cost more than the scan. */
 #include "gc/internal.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <string.h>
 
 /* Entries: a candidate's gc_refs (0 <= gc_refs < NONCAND_MIN), NONCAND less what candidates subtracted
@@ -50,19 +53,33 @@ typedef struct {
     uint32_t block_size, carved;
 } scan_pool;
 
+/* Pass 1 over a range of pools: the references it found (the entries of their targets, per source in
+ * entry order) and the subtractions that fall outside its range (another worker's entries). */
+typedef struct {
+    size_t pool_lo, pool_hi; /* its pools */
+    size_t lo, hi;           /* its entries */
+    uint32_t *edges;         /* the targets of its candidates' references, source after source */
+    size_t nedges, edges_cap;
+    uint32_t *remote;        /* entries outside [lo, hi) to subtract one from */
+    size_t nremote, remote_cap;
+    size_t candidates;
+    bool nomem;
+} worker;
+
+/* Worker 0 is the collector; worker 1 is the helper thread, when the heap is worth it and the process
+ * may run on two CPUs. */
+enum { NWORKERS = 2, PARALLEL_MIN = 1 << 16 };
+
 static struct {
-    int64_t *side; /* one entry per carved block of the pools */
-    size_t side_cap;
+    int64_t *side;  /* one entry per carved block of the pools */
+    uint32_t *ends; /* ends[j]: where the references of entry j end in its worker's edges */
+    size_t side_cap, ends_cap;
     scan_pool *pools;
     size_t npools, pools_cap;
     size_t nentries;
     bool nomem;
+    worker workers[NWORKERS];
 } scan; /* the collector's */
-
-typedef struct {
-    size_t cursor;  /* the sweep's entry */
-    objvec *stack;  /* REACH objects behind the cursor, not yet traversed */
-} mark_ctx;
 
 /* ---- the tables ------------------------------------------------------------------------------------- */
 
@@ -99,23 +116,46 @@ static void slots_set(bool set) {
     }
 }
 
-/* Lists the GC pools and sizes the side table; false when out of memory or too many blocks for a
- * 32-bit index (the caller falls back). */
+/* Grows (or shrinks to a quarter of) an array of n elements of size sz; false when out of memory. */
+static bool array_fit(void **v, size_t *cap, size_t n, size_t sz) {
+    if (n <= *cap && n * 4 >= *cap) return true;
+    size_t c = n + n / 8 + 1024;
+    void *nv = realloc(*v, c * sz);
+    if (!nv) return false;
+    *v = nv;
+    *cap = c;
+    return true;
+}
+
+/* Lists the GC pools and sizes the tables; false when out of memory or too many blocks for a 32-bit
+ * entry index (the caller falls back). */
 static bool tables_prepare(void) {
     scan.npools = scan.nentries = 0;
     scan.nomem = false;
     _ouro_gc_visit_pools(pool_add, NULL);
     if (scan.nomem || scan.nentries >= UINT32_MAX) return false;
-    if (scan.nentries > scan.side_cap || scan.nentries * 4 < scan.side_cap) { /* grow, or give back 3/4 */
-        size_t cap = scan.nentries + scan.nentries / 8 + 1024;
-        int64_t *side = realloc(scan.side, cap * sizeof *side);
-        if (!side) return false;
-        scan.side = side;
-        scan.side_cap = cap;
-    }
+    if (!array_fit((void **)&scan.side, &scan.side_cap, scan.nentries, sizeof *scan.side) ||
+        !array_fit((void **)&scan.ends, &scan.ends_cap, scan.nentries, sizeof *scan.ends))
+        return false;
     if (scan.nentries) memset(scan.side, 0, scan.nentries * sizeof *scan.side);
-    slots_set(true);
     return true;
+}
+
+/* Splits the pools among the first n workers (the others get none): consecutive pools, about as many
+ * entries each. */
+static void workers_split(size_t n) {
+    size_t p = 0;
+    for (size_t w = 0; w < NWORKERS; w++) {
+        worker *wk = &scan.workers[w];
+        wk->pool_lo = p;
+        wk->lo = p < scan.npools ? scan.pools[p].base : scan.nentries;
+        size_t until = w < n ? scan.nentries / n * (w + 1) : 0;
+        while (p < scan.npools && (w == n - 1 || scan.pools[p].base < until)) p++;
+        wk->pool_hi = p;
+        wk->hi = p < scan.npools ? scan.pools[p].base : scan.nentries;
+        wk->nedges = wk->nremote = wk->candidates = 0;
+        wk->nomem = false;
+    }
 }
 
 /* The entry of the object at o, or SIZE_MAX when o is not in a pool of the collection (a static or
@@ -128,75 +168,118 @@ static inline size_t entry_of(const ouro_object *o) {
     return (size_t)slot.index - 1 + (size_t)((off * slot.magic) >> 32);
 }
 
-/* ---- the passes ------------------------------------------------------------------------------------- */
+/* ---- pass 1: counts and references ------------------------------------------------------------------ */
 
-static int visit_subtract(ouro_object *child, void *arg) {
-    (void)arg;
+/* How far ahead of the block being read pass 1 prefetches: several objects' worth of memory latency
+ * (the pools are visited in list order, not address order, so the hardware's stream prefetcher loses
+ * the thread at each pool). */
+enum { PREFETCH_AHEAD = 1024 };
+
+/* Prefetches the block PREFETCH_AHEAD bytes after b, b being in pool p (into pool p + 1 near its end). */
+static inline void prefetch_ahead(size_t p, const char *b) {
+    const scan_pool *sp = &scan.pools[p];
+    const char *end = sp->data + (size_t)sp->carved * sp->block_size, *t = b + PREFETCH_AHEAD;
+    if (t >= end) {
+        if (p + 1 == scan.npools) return;
+        t = scan.pools[p + 1].data + (t - end);
+    }
+    for (size_t off = 0; off < sp->block_size; off += 64) __builtin_prefetch(t + off);
+}
+
+/* Appends x to a growable uint32 array; false when out of memory (or past 2^32 elements). */
+static inline bool u32_push(uint32_t **v, size_t *n, size_t *cap, uint32_t x) {
+    if (__builtin_expect(*n == *cap, 0)) {
+        size_t c = *cap ? *cap * 2 : 1 << 16;
+        uint32_t *nv = c < UINT32_MAX ? realloc(*v, c * sizeof *nv) : NULL;
+        if (!nv) return false;
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = x;
+    return true;
+}
+
+static int visit_count(ouro_object *child, void *arg) {
+    worker *w = arg;
     size_t k = entry_of(child);
-    if (k != SIZE_MAX) scan.side[k]--;
+    if (k == SIZE_MAX) return 0;
+    if (!u32_push(&w->edges, &w->nedges, &w->edges_cap, (uint32_t)k)) w->nomem = true;
+    if (k - w->lo < w->hi - w->lo) scan.side[k]--;
+    else if (!u32_push(&w->remote, &w->nremote, &w->remote_cap, (uint32_t)k)) w->nomem = true;
     return 0;
 }
 
-/* Pass 1: every entry gets its gc_refs or NONCAND; every candidate moves to generation 2 (where the
- * survivors go; the garbage's generation no longer matters, and a resurrected object goes there too). */
-static size_t pass_counts(void) {
+/* Pass 1 over w's pools: every entry gets its true count (a candidate: tracked, not frozen, mortal,
+ * count > 0) or NONCAND; each candidate's references are recorded and subtracted; every candidate
+ * moves to generation 2 (where the survivors go; the garbage's generation no longer matters, and a
+ * resurrected object goes there too). */
+static void pass_counts(worker *w) {
     int64_t *side = scan.side;
-    size_t candidates = 0;
-    for (size_t p = 0; p < scan.npools; p++) {
+    uint32_t *ends = scan.ends;
+    for (size_t p = w->pool_lo; p < w->pool_hi; p++) {
         scan_pool *sp = &scan.pools[p];
         char *b = sp->data;
         for (size_t i = 0, j = sp->base; i < sp->carved; i++, j++, b += sp->block_size) {
+            prefetch_ahead(p, b);
             ouro_object *o = (ouro_object *)b;
             unsigned bits = gc_bits_of(o); /* 0 in a free block */
             intptr_t count;
             if ((bits & (OURO_GC_TRACKED | OURO_GC_FROZEN)) != OURO_GC_TRACKED || ouro_is_immortal(o) ||
                 (count = gc_true_count(o)) <= 0) {
                 side[j] = NONCAND;
+                ends[j] = (uint32_t)w->nedges;
                 continue;
             }
             side[j] += count;
-            candidates++;
-            if (gc_gen_of(bits) != 2) gc_bits_set(o, gc_with_gen(bits, 2)); /* survivor or garbage, gen 2 is right */
-            gc_traverse(o, visit_subtract, NULL);
+            w->candidates++;
+            if (gc_gen_of(bits) != 2) gc_bits_set(o, gc_with_gen(bits, 2));
+            gc_traverse(o, visit_count, w);
+            ends[j] = (uint32_t)w->nedges;
         }
     }
-    return candidates;
 }
 
-static int visit_mark(ouro_object *child, void *arg) {
-    mark_ctx *m = arg;
-    size_t k = entry_of(child);
-    if (k == SIZE_MAX) return 0;
-    int64_t v = scan.side[k];
-    if (v == REACH || v >= NONCAND_MIN) return 0;
-    scan.side[k] = REACH;
-    if (k < m->cursor && !objvec_push(m->stack, child)) _ouro_fatal("gc: out of memory marking reachable objects");
-    return 0;
+/* ---- pass 2: the sweep mark ------------------------------------------------------------------------- */
+
+typedef struct {
+    uint32_t *v;
+    size_t n, cap;
+} u32vec;
+
+/* Marks REACH the unmarked candidate targets of entry x's references; pushes those behind cursor. */
+static void mark_refs(size_t x, size_t cursor, u32vec *stack) {
+    const worker *w = &scan.workers[0];
+    while (x >= w->hi) w++;
+    int64_t *side = scan.side;
+    const uint32_t *e = w->edges + (x == w->lo ? 0 : scan.ends[x - 1]), *end = w->edges + scan.ends[x];
+    for (; e < end; e++) {
+        uint32_t k = *e;
+        int64_t v = side[k];
+        if (v == REACH || v >= NONCAND_MIN) continue;
+        side[k] = REACH;
+        if (k < cursor && !u32_push(&stack->v, &stack->n, &stack->cap, k))
+            _ouro_fatal("gc: out of memory marking reachable objects");
+    }
 }
 
-/* Pass 2: marks REACH every candidate reachable from one with gc_refs > 0. */
+/* Pass 2: marks REACH every candidate reachable from one with gc_refs > 0. Reads only the tables. */
 static void pass_mark(void) {
     int64_t *side = scan.side;
-    objvec stack = {0};
-    mark_ctx m = {.stack = &stack};
-    for (size_t p = 0; p < scan.npools; p++) {
-        scan_pool *sp = &scan.pools[p];
-        char *b = sp->data;
-        for (size_t i = 0, j = sp->base; i < sp->carved; i++, j++, b += sp->block_size) {
-            int64_t v = side[j];
-            if (v != REACH) {
-                if (v <= 0 || v >= NONCAND_MIN) continue; /* garbage unless reached later, or no candidate */
-                side[j] = REACH;
-            }
-            m.cursor = j;
-            gc_traverse((ouro_object *)b, visit_mark, &m);
-            while (stack.n) gc_traverse(stack.v[--stack.n], visit_mark, &m);
+    u32vec stack = {0};
+    for (size_t j = 0; j < scan.nentries; j++) {
+        int64_t v = side[j];
+        if (v != REACH) {
+            if (v <= 0 || v >= NONCAND_MIN) continue; /* garbage unless reached later, or no candidate */
+            side[j] = REACH;
         }
+        mark_refs(j, j, &stack);
+        while (stack.n) mark_refs(stack.v[--stack.n], j, &stack);
     }
-    objvec_free(&stack);
+    free(stack.v);
 }
 
-/* Pass 3: the garbage. */
+/* ---- pass 3: the garbage ---------------------------------------------------------------------------- */
+
 static void pass_sort(objvec *garbage) {
     for (size_t p = 0; p < scan.npools; p++) {
         scan_pool *sp = &scan.pools[p];
@@ -209,12 +292,89 @@ static void pass_sort(objvec *garbage) {
     }
 }
 
+/* ---- the helper thread ----------------------------------------------------------------------------- */
+
+/* The helper runs pass 1 over worker 1's pools while the collector runs worker 0's. It is a plain
+ * thread, never attached: it reads objects (headers, and what traverse reads) and writes only worker
+ * 1's tables and its pools' gc_bits, while the world is stopped. Handing over and back through the
+ * mutex orders its reads after everything the parked threads wrote, and its writes before the rest of
+ * the collection. Started at the first full collection that is worth it; a fork child starts anew. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t job, done; /* jobs handed over / finished (lock) */
+    int state;          /* 0 not started, 1 running, -1 cannot run (one CPU, or no thread) */
+} helper = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+static void *helper_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&helper.lock);
+    for (;;) {
+        while (helper.done == helper.job) pthread_cond_wait(&helper.cond, &helper.lock);
+        pthread_mutex_unlock(&helper.lock);
+        pass_counts(&scan.workers[1]);
+        pthread_mutex_lock(&helper.lock);
+        helper.done = helper.job;
+        pthread_cond_broadcast(&helper.cond);
+    }
+    return NULL;
+}
+
+/* true when the helper runs (started now if need be). */
+static bool helper_ready(void) {
+    if (helper.state == 0) {
+        cpu_set_t cpus;
+        helper.state = -1;
+        if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) < 2) return false;
+        pthread_attr_t attr;
+        pthread_t t;
+        if (pthread_attr_init(&attr) != 0) return false;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* The helper blocks every signal: they go to the program's own threads. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (pthread_create(&t, &attr, helper_main, NULL) == 0) helper.state = 1;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    return helper.state == 1;
+}
+
+void _ouro_gc_scan_atfork_child(void) {
+    pthread_mutex_init(&helper.lock, NULL);
+    pthread_cond_init(&helper.cond, NULL);
+    helper.job = helper.done = 0;
+    helper.state = 0; /* the helper did not survive the fork */
+}
+
 bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
-    if (!tables_prepare()) {
+    if (!tables_prepare()) return false;
+    bool parallel = scan.nentries >= PARALLEL_MIN && helper_ready();
+    workers_split(parallel ? 2 : 1);
+    slots_set(true);
+    if (parallel) {
+        pthread_mutex_lock(&helper.lock);
+        helper.job++;
+        pthread_cond_broadcast(&helper.cond);
+        pthread_mutex_unlock(&helper.lock);
+    }
+    pass_counts(&scan.workers[0]);
+    if (parallel) {
+        pthread_mutex_lock(&helper.lock);
+        while (helper.done != helper.job) pthread_cond_wait(&helper.cond, &helper.lock);
+        pthread_mutex_unlock(&helper.lock);
+    }
+    *candidates = 0;
+    for (size_t w = 0; w < NWORKERS; w++) *candidates += scan.workers[w].candidates;
+    bool nomem = false;
+    for (size_t w = 0; w < NWORKERS; w++) nomem |= scan.workers[w].nomem;
+    if (nomem) { /* the header form starts over; pass 1 changed only generations (to 2: harmless) */
         slots_set(false);
         return false;
     }
-    *candidates = pass_counts();
+    for (size_t w = 0; w < NWORKERS; w++)
+        for (size_t i = 0; i < scan.workers[w].nremote; i++) scan.side[scan.workers[w].remote[i]]--;
     pass_mark();
     pass_sort(garbage);
     slots_set(false);

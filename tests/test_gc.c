@@ -428,6 +428,105 @@ static void test_churn_without_collections(void **state) {
     for (int i = 0; i < WINDOW; i++) ouro_decref(ring[i]);
 }
 
+/* ---- the full collection's scan against an oracle ------------------------------------------------------
+ * A random graph of nodes (clusters of random links, forwards and backwards in allocation order, and
+ * a few links between clusters), some held as roots. The test computes what is reachable itself; a full
+ * collection must free exactly the rest, and the survivors keep their links. Sizes on both sides of
+ * the size at which the collector's helper thread takes half of the first pass. */
+
+static uint64_t graph_next(uint64_t *x) { /* splitmix64 */
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void random_graph_round(uint64_t seed, size_t n, size_t nroots) {
+    uint64_t x = seed;
+    ouro_object **v = malloc(n * sizeof *v);
+    uint32_t *adj = malloc(n * 2 * sizeof *adj); /* UINT32_MAX: no link */
+    uint32_t *queue = malloc(n * sizeof *queue);
+    char *seen = calloc(n, 1);
+    size_t *roots = malloc(nroots * sizeof *roots);
+    assert_true(v && adj && queue && seen && roots);
+    for (size_t i = 0; i < n; i++) v[i] = node_new(node_type);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < 2; k++) {
+            uint64_t r = graph_next(&x);
+            /* a: a node of the same cluster of 50 (a random functional graph: each cluster holds a
+             * cycle); b: now and then, any node (forwards or backwards) */
+            size_t base = i - i % 50, size = n - base < 50 ? n - base : 50;
+            size_t t = k == 0 ? base + (r >> 8) % size : r % 32 == 0 ? (r >> 8) % n : SIZE_MAX;
+            adj[2 * i + k] = t == SIZE_MAX ? UINT32_MAX : (uint32_t)t;
+            if (t != SIZE_MAX) link_to(v[i], k, v[t]);
+        }
+    for (size_t r = 0; r < nroots; r++) roots[r] = graph_next(&x) % n;
+    for (size_t r = 0; r < nroots; r++) ouro_incref(v[roots[r]]);
+    long d0 = atomic_load(&node_deallocs);
+    for (size_t i = 0; i < n; i++) ouro_decref(v[i]); /* frees what no cycle or root holds */
+    long by_count = atomic_load(&node_deallocs) - d0;
+    size_t head = 0, tail = 0; /* the oracle: breadth first from the roots */
+    for (size_t r = 0; r < nroots; r++)
+        if (!seen[roots[r]]) seen[roots[r]] = 1, queue[tail++] = (uint32_t)roots[r];
+    while (head < tail) {
+        uint32_t i = queue[head++];
+        for (size_t k = 0; k < 2; k++) {
+            uint32_t t = adj[2 * i + k];
+            if (t != UINT32_MAX && !seen[t]) seen[t] = 1, queue[tail++] = t;
+        }
+    }
+    assert_true(by_count < (long)(n - tail)); /* some garbage is cyclic: the seeds make sure of it */
+    assert_int_equal(ouro_gc_collect(2), (long)(n - tail) - by_count);
+    assert_int_equal(atomic_load(&node_deallocs) - d0, (long)(n - tail));
+    for (size_t q = 0; q < tail; q++) { /* the survivors are intact, links and all */
+        uint32_t i = queue[q];
+        assert_int_equal(((node_payload *)v[i])->canary, CANARY);
+        for (size_t k = 0; k < 2; k++) {
+            ouro_object *c = ouro_slot_get(v[i], k);
+            assert_ptr_equal(c, adj[2 * i + k] == UINT32_MAX ? NULL : v[adj[2 * i + k]]);
+            ouro_xdecref(c);
+        }
+    }
+    for (size_t r = 0; r < nroots; r++) ouro_decref(v[roots[r]]);
+    by_count = atomic_load(&node_deallocs) - d0 - (long)(n - tail);
+    assert_int_equal(ouro_gc_collect(2), (long)tail - by_count);
+    assert_int_equal(atomic_load(&node_deallocs) - d0, (long)n);
+    free(v), free(adj), free(queue), free(seen), free(roots);
+}
+
+static void test_full_scan_random_graphs(void **state) {
+    for (uint64_t seed = 1; seed <= 4; seed++) random_graph_round(seed, 3000, 1 + seed * 3);
+    random_graph_round(42, 150000, 20); /* large enough for the helper thread */
+    random_graph_round(43, 150000, 0);  /* all garbage */
+}
+
+/* Frozen and untracked objects are not candidates: what they refer to survives a full collection, and
+ * so does what hangs from that. */
+static void test_full_scan_frozen_and_untracked_referrers(void **state) {
+    ouro_object *frozen = node_new(node_type), *untracked = node_new(node_type);
+    assert_int_equal(ouro_gc_freeze(), 0);
+    ouro_object *a = node_new(node_type), *b = node_new(node_type), *c = node_new(node_type);
+    link_to(frozen, 0, a); /* a is held by the frozen node only; a <-> c is a cycle hanging from it */
+    link_to(a, 0, c);
+    link_to(c, 0, a);
+    assert_int_equal(ouro_gc_untrack(untracked), 0);
+    link_to(untracked, 0, b); /* b, a self-cycle, is held by the untracked node only */
+    link_to(b, 0, b);
+    ouro_decref(a), ouro_decref(b), ouro_decref(c);
+    assert_int_equal(ouro_gc_collect(2), 0);
+    assert_int_equal(((node_payload *)a)->canary, CANARY);
+    assert_int_equal(((node_payload *)b)->canary, CANARY);
+    assert_int_equal(((node_payload *)c)->canary, CANARY);
+    assert_int_equal(ouro_gc_unfreeze(), 0);
+    assert_int_equal(ouro_gc_track(untracked), 0);
+    long d0 = atomic_load(&node_deallocs);
+    ouro_decref(frozen); /* frees frozen; a <-> c is garbage now */
+    ouro_decref(untracked);
+    assert_int_equal(atomic_load(&node_deallocs) - d0, 2);
+    assert_int_equal(ouro_gc_collect(2), 3);
+    assert_int_equal(atomic_load(&node_deallocs) - d0, 5);
+}
+
 /* ---- SAVEALL and the garbage list ------------------------------------------------------------------------ */
 
 static void test_saveall(void **state) {
@@ -576,6 +675,8 @@ int main(void) {
         cmocka_unit_test_setup(test_referrers_referents_tracked, setup),
         cmocka_unit_test_setup(test_deep_chain_collect_in_finalizer, setup),
         cmocka_unit_test_setup(test_churn_without_collections, setup),
+        cmocka_unit_test_setup(test_full_scan_random_graphs, setup),
+        cmocka_unit_test_setup(test_full_scan_frozen_and_untracked_referrers, setup),
         cmocka_unit_test_setup(test_saveall, setup),
         cmocka_unit_test_setup(test_cycle_across_threads_with_queued_merge, setup),
         cmocka_unit_test_setup(test_thread_exit_with_young_objects, setup),
