@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 /* Every suite, in the order they run: X(name) stands for the object bench_suite_<name>. */
-#define BENCH_SUITES(X) X(alloc) X(stw) X(rc)
+#define BENCH_SUITES(X) X(alloc) X(stw) X(rc) X(gc)
 
 enum {
     BENCH_MAX_SUBJECTS = 8, /* subjects of one suite, ouro included */
@@ -113,7 +113,8 @@ uint64_t bench_now_ns(void);
 /* Reports one of the case's metrics. Each metric the case lists must be reported exactly once. */
 void bench_report(const bench_run *r, const char *metric, double value);
 
-/* Adds a remark printed under the case's rows (from the first measurement of the case only). */
+/* Adds a remark printed under the case's rows: those of each subject's first measurement, each text
+ * once (a remark every subject makes is printed once; a peer's own, e.g. its version, is added). */
 void bench_note(const bench_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Ends the child with a message naming the suite, case and subject: a check failed. */

@@ -609,6 +609,14 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* 1 when text is one of notes[0..n). */
+static int note_known(char notes[][NOTE_LEN], size_t n, const char *text)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(notes[i], text, NOTE_LEN - 1) == 0) return 1;
+    return 0;
+}
+
 /* Records that a subject failed case c (when: "sizing" or "rep N"); it is not run again for c. */
 static void case_failed(collected *col, const bench_suite *s, const bench_case *c, const subject_slot *slot,
                         const char *when, const char *why)
@@ -625,7 +633,7 @@ static void case_run(const bench_suite *s, const bench_case *c, const subject_sl
 {
     size_t nsub = s->nsubjects, nmet = case_nmetrics(c);
     char why[WHY_LEN];
-    char notes[MAX_NOTES + 2][NOTE_LEN]; /* the sizing, the first child's notes, the spread */
+    char notes[MAX_NOTES * 2 + 2][NOTE_LEN]; /* the sizing, the subjects' first notes, the spread */
     size_t nnotes = 0;
     int ok[BENCH_MAX_SUBJECTS];
     child_result res;
@@ -646,7 +654,6 @@ static void case_run(const bench_suite *s, const bench_case *c, const subject_sl
     }
 
     double *samples = xrealloc(NULL, nsub * nmet * (size_t)reps * sizeof *samples);
-    int noted = 0;
     for (int rep = 0; rep < reps; rep++) {
         for (size_t i = 0; i < nsub; i++) {
             if (!ok[i]) continue;
@@ -659,9 +666,10 @@ static void case_run(const bench_suite *s, const bench_case *c, const subject_sl
             }
             for (size_t m = 0; m < nmet; m++)
                 samples[(i * nmet + m) * (size_t)reps + (size_t)rep] = res.value[m];
-            for (size_t k = 0; !noted && k < res.nnotes && nnotes < COUNT_OF(notes); k++)
-                text_copy(notes[nnotes++], NOTE_LEN, res.note[k]);
-            noted = 1;
+            /* each subject's first measurement adds the notes no subject made before it (a peer's
+             * notes may say what only it knows: its version, its settings); the last slot is the spread's */
+            for (size_t k = 0; rep == 0 && k < res.nnotes && nnotes + 1 < COUNT_OF(notes); k++)
+                if (!note_known(notes, nnotes, res.note[k])) text_copy(notes[nnotes++], NOTE_LEN, res.note[k]);
         }
     }
 
