@@ -81,6 +81,14 @@ static ouro_object *gc_garbage; /* the garbage list, made on first use (stats_lo
 
 static pthread_once_t gc_once = PTHREAD_ONCE_INIT;
 
+/* Pacing (see pace()). */
+enum { PACE_FACTOR = 4, PACE_WAIT_MS = 20 };
+
+static pthread_mutex_t pace_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf */
+static pthread_cond_t pace_cond;   /* CLOCK_MONOTONIC, made by gc_init */
+static uint64_t pace_ended;        /* collections ended (pace_lock) */
+static __thread uint64_t tls_paced; /* 1 + the pace_ended this thread last waited at */
+
 static uint64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -93,7 +101,10 @@ static uint64_t now_ns(void) {
 static void gc_thread_exit(void);
 static void gc_atfork_child(void);
 
+static void pace_init(void);
+
 static void gc_init(void) {
+    pace_init();
     _ouro_alloc_gc_retain(true);
     if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_GC, gc_thread_exit) != 0)
         _ouro_fatal("cannot register the collector's exit hook: %s", ouro_err_message());
@@ -247,6 +258,8 @@ static void gc_thread_exit(void) {
  * thread was running is over. */
 static void gc_atfork_child(void) {
     _ouro_gc_scan_atfork_child();
+    pthread_mutex_init(&pace_lock, NULL);
+    pace_init();
     pthread_mutex_init(&young_lock, NULL);
     pthread_mutex_init(&stats_lock, NULL);
     if (!tls_in_gc) atomic_store(&gc_running, false);
@@ -629,7 +642,49 @@ static bool collector_claim(const char *fn, bool *busy) {
     return true;
 }
 
-static void collector_release(void) { atomic_store_explicit(&gc_running, false, memory_order_release); }
+/* ---- pacing ------------------------------------------------------------------------------------------
+ * A thread that makes GC objects while another one collects must not outrun it: what it makes while a
+ * collection runs (finalizers, clear and frees run after the world restarts) is young in the next one,
+ * so a fast allocator would make every collection longer than the last. Once count0 passes
+ * PACE_FACTOR thresholds since the running collection's stop, such a thread waits (offline) for that
+ * collection to end: at most PACE_WAIT_MS and once per collection, since a finalizer of the running
+ * collection may wait for a lock the allocating thread holds. */
+static void pace_init(void) {
+    pthread_condattr_t a;
+    if (pthread_condattr_init(&a) != 0 || pthread_condattr_setclock(&a, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&pace_cond, &a) != 0)
+        _ouro_fatal("gc: cannot make the pacing condition variable");
+    pthread_condattr_destroy(&a);
+}
+
+/* Called by a thread that found another one collecting. */
+static void pace(void) {
+    long t0 = atomic_load_explicit(&gc_threshold[0], memory_order_relaxed);
+    if (t0 <= 0 || atomic_load_explicit(&gc_count0, memory_order_relaxed) <= PACE_FACTOR * t0) return;
+    pthread_once(&gc_once, gc_init);
+    if (ouro_offline_begin() != 0) return;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += PACE_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&pace_lock);
+    uint64_t seen = pace_ended;
+    if (tls_paced != seen + 1) {
+        tls_paced = seen + 1;
+        while (pace_ended == seen && atomic_load(&gc_running))
+            if (pthread_cond_timedwait(&pace_cond, &pace_lock, &until) != 0) break;
+    }
+    pthread_mutex_unlock(&pace_lock);
+    ouro_offline_end();
+}
+
+static void collector_release(void) {
+    atomic_store(&gc_running, false);
+    pthread_mutex_lock(&pace_lock);
+    pace_ended++;
+    pthread_cond_broadcast(&pace_cond);
+    pthread_mutex_unlock(&pace_lock);
+}
 
 long ouro_gc_collect(int generation) {
     if (generation == -1) generation = 2;
@@ -658,7 +713,10 @@ static int auto_generation(void) {
 
 void _ouro_gc_poll(void) {
     if (tls_in_gc || _ouro_tls_holds_stop || !atomic_load_explicit(&gc_enabled, memory_order_relaxed)) return;
-    if (atomic_exchange_explicit(&gc_running, true, memory_order_acquire)) return;
+    if (atomic_exchange_explicit(&gc_running, true, memory_order_acquire)) {
+        pace();
+        return;
+    }
     int g = auto_generation();
     if (g >= 0) {
         ouro_err saved = ouro_err_occurred(); /* an automatic collection reports nothing */

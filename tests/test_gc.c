@@ -37,6 +37,8 @@ static void node_dealloc(ouro_object *self) {
     atomic_fetch_add(&node_deallocs, 1);
 }
 
+static void pace_finalizer(void);
+
 static void node_finalize(ouro_object *self) {
     node_payload *n = (node_payload *)self;
     atomic_fetch_add(&node_finalized, 1);
@@ -45,6 +47,8 @@ static void node_finalize(ouro_object *self) {
         ouro_xdecref(old);
     } else if (n->finalize_mode == 2) {
         atomic_store(&finalizer_collect_result, (int)ouro_gc_collect(2)); /* refused: inside a collection */
+    } else if (n->finalize_mode == 3) {
+        pace_finalizer();
     }
 }
 
@@ -300,6 +304,82 @@ static void test_thresholds_and_automatic(void **state) {
     assert_int_equal(atomic_load(&node_deallocs), 10000);
     assert_int_equal(stats_of(node_type).live, 0);
     assert_int_equal(ouro_gc_set_threshold(2000, 10, 10), 0);
+}
+
+/* ---- pacing: a thread that allocates while another collects waits for it ------------------------------ */
+
+static atomic_long pace_made;  /* GC objects the allocating thread made */
+static atomic_int pace_phase;  /* 1: allocate; 2: stop */
+static atomic_long pace_stalled_at = -1;
+
+static long mono_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+/* The collection's finalizer: lets the allocator go, then waits until it stops making objects for
+ * 5 ms (it waits for this collection) or has made far more than pacing allows, or 2 s pass. */
+static void pace_finalizer(void) {
+    atomic_store(&pace_phase, 1);
+    long last = -1, since = mono_ms(), start = since;
+    while (mono_ms() - start < 2000) {
+        long n = atomic_load(&pace_made);
+        if (n > 20000) break;
+        if (n != last) last = n, since = mono_ms();
+        else if (n > 0 && mono_ms() - since >= 5) break;
+        struct timespec t = {0, 200000};
+        nanosleep(&t, NULL);
+    }
+    atomic_store(&pace_stalled_at, atomic_load(&pace_made));
+}
+
+static void *pace_allocator(void *arg) {
+    ouro_object *keep = ouro_list_new(0); /* keeps everything alive: count0 only grows */
+    while (atomic_load(&pace_phase) == 0) {
+        ouro_offline_begin();
+        struct timespec t = {0, 100000};
+        nanosleep(&t, NULL);
+        ouro_offline_end();
+    }
+    while (atomic_load(&pace_phase) == 1) {
+        ouro_object *o = node_new(node_type);
+        ouro_list_append(keep, o);
+        ouro_decref(o);
+        atomic_fetch_add(&pace_made, 1);
+    }
+    ouro_decref(keep);
+    return arg;
+}
+
+static void test_allocating_thread_paced_by_collection(void **state) {
+    enum { T0 = 100 };
+    assert_int_equal(ouro_gc_set_threshold(T0, 10, 10), 0);
+    atomic_store(&pace_made, 0);
+    atomic_store(&pace_phase, 0);
+    atomic_store(&pace_stalled_at, -1);
+    ouro_object *a = node_new(fnode_type), *b = node_new(node_type); /* garbage with a finalizer */
+    ((node_payload *)a)->finalize_mode = 3;
+    link_to(a, 0, b);
+    link_to(b, 0, a);
+    ouro_decref(a);
+    ouro_decref(b);
+    pthread_t t;
+    pthread_create(&t, NULL, pace_allocator, NULL);
+    ouro_gc_enable();
+    assert_int_equal(ouro_gc_collect(0), 2); /* its finalizer runs while the other thread allocates */
+    long stalled = atomic_load(&pace_stalled_at);
+    atomic_store(&pace_phase, 2);
+    ouro_offline_begin(); /* the allocator may collect meanwhile: it must not wait for us */
+    pthread_join(t, NULL);
+    ouro_offline_end();
+    ouro_gc_disable();
+    assert_int_equal(ouro_gc_set_threshold(2000, 10, 10), 0);
+    /* It made at most 4 thresholds' worth (plus the 32 a thread holds back) before waiting. */
+    assert_true(stalled > 0);
+    if (stalled > 4 * T0 + 64) fail_msg("the allocating thread made %ld objects during the collection", stalled);
+    ouro_gc_collect(2);
+    assert_int_equal(stats_of(node_type).live, 0);
 }
 
 /* ---- freeze -------------------------------------------------------------------------------------------- */
@@ -670,6 +750,7 @@ int main(void) {
         cmocka_unit_test_setup(test_weakref_callback_sees_intact_garbage, setup),
         cmocka_unit_test_setup(test_counts_move, setup),
         cmocka_unit_test_setup(test_thresholds_and_automatic, setup),
+        cmocka_unit_test_setup(test_allocating_thread_paced_by_collection, setup),
         cmocka_unit_test_setup(test_freeze, setup),
         cmocka_unit_test_setup(test_callbacks, setup),
         cmocka_unit_test_setup(test_referrers_referents_tracked, setup),
