@@ -186,6 +186,7 @@ void _ouro_gc_on_new(ouro_object *o) {
 }
 
 void _ouro_gc_on_free(ouro_object *o) {
+    if (gc_bits_of(o) & OURO_GC_FROZEN) atomic_fetch_sub_explicit(&freeze_count, 1, memory_order_relaxed);
     gc_bits_set(o, 0);
     young_list *y = tls_young; /* made and freed by this thread since: its entry is the last one */
     if (y && y->list.n && y->list.v[y->list.n - 1] == o) y->list.n--;
@@ -197,6 +198,7 @@ int ouro_gc_track(ouro_object *o) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_gc_track: %s", o ? "not an instance of a GC type" : "object is NULL");
         return -1;
     }
+    if (!_ouro_object_thread_ready()) return -1; /* young lists are per attached thread */
     if (!(gc_bits_of(o) & OURO_GC_TRACKED)) {
         gc_bits_set(o, gc_with_gen((gc_bits_of(o) & OURO_GC_FINALIZED) | OURO_GC_TRACKED, 0));
         young_add(o);
@@ -427,8 +429,9 @@ static void collect_candidates(int g, collect_out *out) {
         if (b & OURO_GC_REACHABLE) {
             gc_bits_set(o, gc_with_gen(b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE), up));
             if (up == 1 && !objvec_push(&gen1, o)) atomic_store(&young_lost, true);
-        } else {
-            gc_bits_set(o, b & ~OURO_GC_CANDIDATE);
+        } else { /* generation 2, like the scan's: garbage that outlives the collection (SAVEALL, a
+                  * type without clear) is in no list, and only full collections find it there */
+            gc_bits_set(o, gc_with_gen(b & ~OURO_GC_CANDIDATE, 2));
             if (!objvec_push(&out->garbage, o)) _ouro_fatal("gc: out of memory listing garbage");
         }
     }
@@ -577,9 +580,13 @@ static long collect(int g) {
     if (finalized) {
         uint64_t t1 = now_ns();
         stop_world();
+        /* The queues again: a finalizer's decrement may sit in another thread's queue, and an
+         * unmerged count would take a garbage object for a resurrected one. */
+        ouro_object *dead = _ouro_refcount_merge_all_stopped();
         find_resurrected(&out.garbage, &resurrected);
         start_world();
         pause += now_ns() - t1;
+        _ouro_dealloc_list(dead);
     }
     long collected = 0, uncollectable = 0;
     if (debug & OURO_GC_DEBUG_SAVEALL) {
@@ -901,6 +908,7 @@ static int visit_is_target(ouro_object *child, void *arg) {
 
 static void query_referrers(ouro_object *o, void *arg) {
     query *q = arg;
+    if (gc_bits_of(o) & OURO_GC_FROZEN) return; /* as CPython, which does not search the permanent generation */
     q->holder = o;
     gc_traverse(o, visit_is_target, q);
 }

@@ -116,10 +116,11 @@ static void slots_set(bool set) {
     }
 }
 
-/* Grows (or shrinks to a quarter of) an array of n elements of size sz; false when out of memory. */
+/* Fits an array to n elements of size sz (and some slack): grows it, or shrinks it when it is more than
+ * four times that; false when out of memory. */
 static bool array_fit(void **v, size_t *cap, size_t n, size_t sz) {
-    if (n <= *cap && n * 4 >= *cap) return true;
     size_t c = n + n / 8 + 1024;
+    if (n <= *cap && *cap <= 4 * c) return true;
     void *nv = realloc(*v, c * sz);
     if (!nv) return false;
     *v = nv;
@@ -378,5 +379,11 @@ bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
     pass_mark();
     pass_sort(garbage);
     slots_set(false);
+    for (size_t w = 0; w < NWORKERS; w++) { /* a heap that shrank gives back the arrays it no longer needs */
+        worker *wk = &scan.workers[w];
+        array_fit((void **)&wk->edges, &wk->edges_cap, wk->nedges, sizeof *wk->edges);
+        array_fit((void **)&wk->remote, &wk->remote_cap, wk->nremote, sizeof *wk->remote);
+    }
+    array_fit((void **)&scan.pools, &scan.pools_cap, scan.npools, sizeof *scan.pools);
     return true;
 }

@@ -27,7 +27,8 @@ extern "C" {
 #define OURO_GC_GENERATIONS 3
 
 /* Collects generations 0..generation (2: a full collection; -1 means 2). Returns the number of
- * unreachable objects found and freed (those a finalizer resurrected are not counted), or -1 with
+ * unreachable objects found (as Python's: those a finalizer resurrected are not counted; an object
+ * whose type has no clear is counted even if its cycle then keeps it alive), or -1 with
  * OURO_ERR_INVALID (generation out of range) or OURO_ERR_STATE (called from a collection's callback,
  * finalizer, or while holding a stop). */
 long ouro_gc_collect(int generation);
@@ -43,8 +44,9 @@ int ouro_gc_is_enabled(void);
  * generation 1; count[2] = collections of generation 1 since the last of generation 2. */
 void ouro_gc_get_count(long count[OURO_GC_GENERATIONS]);
 
-/* Thresholds (2000, 10, 10 by default). set: -1 / OURO_ERR_INVALID for a negative value (0 turns
- * that generation's automatic collection off, as in Python). */
+/* Thresholds (2000, 10, 10 by default). set: -1 / OURO_ERR_INVALID for a negative value. 0 turns
+ * that generation's automatic collection off: for threshold 0 as in Python; for 1 and 2 Python would
+ * collect that generation every time instead. */
 void ouro_gc_get_threshold(long threshold[OURO_GC_GENERATIONS]);
 int ouro_gc_set_threshold(long threshold0, long threshold1, long threshold2);
 
