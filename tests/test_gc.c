@@ -2,8 +2,8 @@
  * every container, cycles of user types, finalizers and resurrection, weakrefs during collection,
  * counts and thresholds, freeze, callbacks, get_objects/referrers/referents) and ouro's own: cycles
  * owned by several threads with queued merges, a thread that exits with young objects, collections
- * while other threads mutate the graph. Each collected count is exact; per-type alloc/free counts
- * return to baseline. Automatic collection is off except where a test turns it on. */
+ * while other threads mutate the graph, a GC pool carved out of memory that held other data. Each
+ * collected count is exact; per-type alloc/free counts return to baseline. Automatic collection is off except where a test turns it on. */
 #include "testutil.h"
 
 #include <pthread.h>
@@ -428,6 +428,41 @@ static void test_churn_without_collections(void **state) {
     for (int i = 0; i < WINDOW; i++) ouro_decref(ring[i]);
 }
 
+/* ---- a GC pool carved out of memory that held other data ----------------------------------------------- */
+
+/* After a collect (every free pool purged), one-pool large blocks (not poisoned at free) full of 0x01
+ * take the free pools the allocator would hand out next and go back dirty; a new GC pool of a fresh
+ * class then reuses one. Its never-used blocks must not read as tracked objects (gc_bits 0x01 is
+ * TRACKED, generation 0): the full walks of get_objects and collect(2) trust the gc_bits of every
+ * carved block. */
+static void test_gc_pool_over_dirty_memory(void **state) {
+    enum { BIG = 8, SIZE = 16000, OBJECTS = 2 }; /* fewer than a carved batch: never-used blocks follow */
+    void *big[BIG];
+    ouro_object *objs[OBJECTS];
+    ouro_type_spec spec = {.name = "wide-node", .basic_size = 1000, .flags = OURO_TYPE_GC}; /* a class of its own */
+    ouro_type *wide = ouro_type_new(&spec);
+    assert_non_null(wide);
+    ouro_object *all = ouro_gc_get_objects(-1);
+    size_t before = ouro_list_size(all);
+    ouro_decref(all);
+    ouro_alloc_collect(); /* emptied object pools come back after a grace period: */
+    ouro_defer_barrier();
+    ouro_alloc_collect(); /* now every free pool is purged */
+    for (int i = 0; i < BIG; i++) {
+        assert_non_null(big[i] = ouro_alloc(SIZE));
+        memset(big[i], 0x01, SIZE);
+    }
+    for (int i = 0; i < BIG; i++) ouro_free(big[i]);
+    for (int i = 0; i < OBJECTS; i++) assert_non_null(objs[i] = ouro_new(wide));
+    all = ouro_gc_get_objects(-1);
+    assert_int_equal(ouro_list_size(all), before + OBJECTS);
+    ouro_decref(all);
+    assert_int_equal(ouro_gc_collect(2), 0);
+    for (int i = 0; i < OBJECTS; i++) ouro_decref(objs[i]);
+    assert_int_equal(stats_of(wide).live, 0);
+    assert_int_equal(ouro_type_free(wide), 0);
+}
+
 /* ---- SAVEALL and the garbage list ------------------------------------------------------------------------ */
 
 static void test_saveall(void **state) {
@@ -576,6 +611,7 @@ int main(void) {
         cmocka_unit_test_setup(test_referrers_referents_tracked, setup),
         cmocka_unit_test_setup(test_deep_chain_collect_in_finalizer, setup),
         cmocka_unit_test_setup(test_churn_without_collections, setup),
+        cmocka_unit_test_setup(test_gc_pool_over_dirty_memory, setup),
         cmocka_unit_test_setup(test_saveall, setup),
         cmocka_unit_test_setup(test_cycle_across_threads_with_queued_merge, setup),
         cmocka_unit_test_setup(test_thread_exit_with_young_objects, setup),
