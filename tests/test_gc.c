@@ -302,6 +302,37 @@ static void test_thresholds_and_automatic(void **state) {
     assert_int_equal(ouro_gc_set_threshold(2000, 10, 10), 0);
 }
 
+/* A program that makes cyclic garbage at a steady rate: every automatic collection finds about a
+ * threshold's worth (the frees of one collection's garbage must not put off the next). */
+static long auto_max_collected, auto_collections;
+
+static void auto_cb(int phase, const ouro_gc_info *info, void *arg) {
+    if (phase != OURO_GC_STOP) return;
+    auto_collections++;
+    if (info->collected > auto_max_collected) auto_max_collected = info->collected;
+}
+
+static void test_automatic_collections_stay_bounded(void **state) {
+    enum { CYCLES = 100000 };
+    auto_max_collected = auto_collections = 0;
+    assert_int_equal(ouro_gc_callback_add(auto_cb, NULL), 0);
+    ouro_gc_enable();
+    for (int i = 0; i < CYCLES; i++) {
+        ouro_object *a = ouro_list_new(0), *b = ouro_list_new(0);
+        assert_int_equal(ouro_list_append(a, b), 0);
+        assert_int_equal(ouro_list_append(b, a), 0);
+        ouro_decref(a);
+        ouro_decref(b);
+    }
+    ouro_gc_disable();
+    assert_int_equal(ouro_gc_callback_remove(auto_cb, NULL), 0);
+    /* 2 * CYCLES objects at threshold 2000 (each thread's count is flushed 32 at a time) */
+    if (auto_collections < 2 * CYCLES / 2100 || auto_max_collected > 2 * 2100)
+        fail_msg("%ld automatic collections for %d objects, the largest freed %ld", auto_collections, 2 * CYCLES,
+                 auto_max_collected);
+    ouro_gc_collect(2);
+}
+
 /* ---- freeze -------------------------------------------------------------------------------------------- */
 
 static void test_freeze(void **state) {
@@ -606,6 +637,7 @@ int main(void) {
         cmocka_unit_test_setup(test_weakref_callback_sees_intact_garbage, setup),
         cmocka_unit_test_setup(test_counts_move, setup),
         cmocka_unit_test_setup(test_thresholds_and_automatic, setup),
+        cmocka_unit_test_setup(test_automatic_collections_stay_bounded, setup),
         cmocka_unit_test_setup(test_freeze, setup),
         cmocka_unit_test_setup(test_callbacks, setup),
         cmocka_unit_test_setup(test_referrers_referents_tracked, setup),
