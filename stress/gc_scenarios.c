@@ -75,7 +75,11 @@ typedef struct gnode {
     uint64_t ring;              /* its ring's serial; 0 for a loose node */
     uint32_t pos, len;          /* its place in the ring, the ring's length (0 for a loose node) */
     uint8_t resurrect;          /* gc-churn: its finalizer resurrects it */
-    _Atomic uint32_t held;      /* gc-churn: 1 while a thread holds its ring (written by that thread) */
+    _Atomic uint32_t held;      /* gc-churn: 1 while a thread holds its ring (written by that thread;
+                                 * the main thread after the join). Read by the finalizer and dealloc,
+                                 * on whichever thread collects: a thread's clear is ordered before its
+                                 * last reference goes (the release in gc_ring_walk, the acquire in the
+                                 * hooks; the stop of the collection that finds the ring orders it too) */
     _Atomic uint32_t finalized; /* set by its finalizer */
     uint64_t canary;            /* gnode_canary() while alive, GC_POISON after its dealloc */
 } gnode;
@@ -122,7 +126,7 @@ static void gnode_dealloc(ouro_object *self) {
                     (unsigned long long)n->serial, (unsigned long long)n->canary,
                     n->canary == GC_POISON ? " (poisoned: freed twice)" : " (corrupted)");
     }
-    if (atomic_load_explicit(&n->held, memory_order_acquire)) {
+    if (atomic_load_explicit(&n->held, memory_order_acquire)) { /* pairs with the release in gc_ring_walk */
         atomic_fetch_add(&st->held_freed, 1);
         stress_fail(st->ctx, "node %p (ring %llu, place %u of %u) freed while a thread holds its ring", (void *)n,
                     (unsigned long long)n->ring, n->pos, n->len);
@@ -141,7 +145,7 @@ static void gnode_finalize(ouro_object *self) {
         stress_fail(st->ctx, "finalizer of node %p (serial %llu): canary %#llx", (void *)n,
                     (unsigned long long)n->serial, (unsigned long long)n->canary);
     }
-    if (atomic_load_explicit(&n->held, memory_order_acquire)) {
+    if (atomic_load_explicit(&n->held, memory_order_acquire)) { /* pairs with the release in gc_ring_walk */
         atomic_fetch_add(&st->held_finalized, 1);
         stress_fail(st->ctx, "node %p (ring %llu, place %u of %u) finalized while a thread holds its ring",
                     (void *)n, (unsigned long long)n->ring, n->pos, n->len);
@@ -303,6 +307,7 @@ static bool gc_ring_walk(stress_worker *w, gc_state *st, ouro_object *from, int 
             ouro_decref(cur);
             return false;
         }
+        /* release: pairs with the acquire in gnode_finalize / gnode_dealloc (see gnode.held) */
         if (held >= 0) atomic_store_explicit(&((gnode *)cur)->held, (uint32_t)held, memory_order_release);
         ouro_object *next = gc_ring_next(w, st, cur);
         ouro_decref(cur);
