@@ -56,6 +56,7 @@ const stress_sources = [_][]const u8{
     "stress/threads_scenarios.c",
     "stress/object_scenarios.c",
     "stress/container_scenarios.c",
+    "stress/gc_scenarios.c",
     "tests/tsan_options.c",
 };
 

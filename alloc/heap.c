@@ -156,10 +156,23 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
 
 static void block_poison(const ouro_pool_t *pool, ouro_block_t *b);
 
+/* Makes a never-used block of an object pool read as a freed object: header words 1..2 (counts, lock,
+ * gc_bits, flags) zeroed. The pool's memory may hold anything from its previous use (a large block, a
+ * plain pool's data, another class's blocks), and the collector's pool walks (gc/gc.c walk_pool) take
+ * every carved block whose gc_bits say TRACKED for a tracked object. Relaxed atomic stores: in a
+ * retained GC pool reused by its class, another thread's stale young-list entry may read the gc_bits
+ * of this block meanwhile (gc/gc.c young_compact); it reads 0 before and after. */
+static void block_clear_header(ouro_block_t *b) {
+    uintptr_t *w = (uintptr_t *)b;
+    __atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&w[2], 0, __ATOMIC_RELAXED);
+}
+
 /* Threads up to 4 KiB of never-used blocks onto the empty local free list (lazy carving keeps a new
  * pool's untouched pages out of RSS). */
 static void pool_carve(ouro_pool_t *pool) {
     OURO_ASSERT(pool->free == NULL && pool->carved < pool->capacity);
+    OURO_ASSERT(pool->kind == OURO_KIND_PLAIN || pool->block_size >= OURO_OBJECT_KEEP);
     uint32_t n = pool->capacity - pool->carved, bs = pool->block_size;
     uint32_t batch = 4096 / bs ? 4096 / bs : 1;
     if (n > batch) n = batch;
@@ -167,6 +180,7 @@ static void pool_carve(ouro_pool_t *pool) {
     for (uint32_t i = 0; i < n; i++) {
         ouro_block_t *b = (ouro_block_t *)(first + (size_t)i * bs);
         b->next = ouro_block_encode(pool, i + 1 < n ? (uintptr_t)b + bs : 0);
+        if (pool->kind != OURO_KIND_PLAIN) block_clear_header(b);
         if (OURO_DEBUG_LEVEL >= 1) block_poison(pool, b);
     }
     pool->free = (ouro_block_t *)first;

@@ -126,12 +126,20 @@ static young_list *young_mine(void) {
     return tls_young = y;
 }
 
-/* Adds the thread's delta to count0 and asks for a collection past threshold 0. Each thread holds
- * back fewer than DELTA_FLUSH, so count0 is exact to within that per thread. */
+/* Adds the thread's delta to count0, never taking it below 0 (CPython's count stops at 0 too), and
+ * asks for a collection past threshold 0. Each thread holds back fewer than DELTA_FLUSH, so count0 is
+ * exact to within that per thread. The clamp matters: a collection resets count0 in its stop and frees
+ * its garbage afterwards (and owners free what it queued to them later still); counted down from 0,
+ * those frees would put off the next collection by as many allocations, and every collection would
+ * find a threshold's worth more garbage than the last. */
 static void count_flush(void) {
     long d = tls_delta;
     tls_delta = 0;
-    long c = atomic_fetch_add_explicit(&gc_count0, d, memory_order_relaxed) + d;
+    long c = atomic_load_explicit(&gc_count0, memory_order_relaxed), next;
+    do {
+        next = c + d > 0 ? c + d : 0;
+    } while (!atomic_compare_exchange_weak_explicit(&gc_count0, &c, next, memory_order_relaxed, memory_order_relaxed));
+    c = next;
     long t0 = atomic_load_explicit(&gc_threshold[0], memory_order_relaxed);
     if (t0 > 0 && c > t0 && atomic_load_explicit(&gc_enabled, memory_order_relaxed))
         atomic_store_explicit(&_ouro_gc_due, true, memory_order_relaxed);

@@ -1,9 +1,10 @@
 /* stress/stress.h — the stress runner's scenario registry and the helpers every scenario shares.
  *
  * A scenario is a name, a one-line description and a run function. Each module adds one file of
- * scenarios (alloc_scenarios.c, later threads/gc ones) exporting an array terminated by an entry with
- * a NULL name; main.c lists those arrays in one place. A run function gets a stress_ctx (threads,
- * duration, seed, short flag, counters) and returns true when every oracle held.
+ * scenarios (alloc_scenarios.c, threads_scenarios.c, ..., gc_scenarios.c) exporting an array
+ * terminated by an entry with a NULL name; main.c lists those arrays in one place. A run function
+ * gets a stress_ctx (threads, duration, seed, short flag, counters) and returns true when every oracle
+ * held.
  *
  * Determinism: every random choice comes from a stress_rng seeded from (seed, scenario name, stream),
  * where the stream names one thread of one generation (stress_run_threads) or the main thread
@@ -42,6 +43,7 @@ extern const stress_scenario stress_alloc_scenarios[];
 extern const stress_scenario stress_threads_scenarios[];
 extern const stress_scenario stress_object_scenarios[];
 extern const stress_scenario stress_container_scenarios[];
+extern const stress_scenario stress_gc_scenarios[];
 
 /* ---- PRNG: xoshiro256** seeded through splitmix64 ------------------------------------------------ */
 
