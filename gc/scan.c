@@ -63,6 +63,7 @@ typedef struct {
     uint32_t *remote;        /* entries outside [lo, hi) to subtract one from */
     size_t nremote, remote_cap;
     size_t candidates;
+    uintptr_t arena;         /* the last arena a reference led to (its slots are read without the map) */
     bool nomem;
 } worker;
 
@@ -155,18 +156,9 @@ static void workers_split(size_t n) {
         wk->pool_hi = p;
         wk->hi = p < scan.npools ? scan.pools[p].base : scan.nentries;
         wk->nedges = wk->nremote = wk->candidates = 0;
+        wk->arena = UINTPTR_MAX; /* never an arena's address (those are ARENA_SIZE-aligned) */
         wk->nomem = false;
     }
-}
-
-/* The entry of the object at o, or SIZE_MAX when o is not in a pool of the collection (a static or
- * immortal object, one in an OBJECT pool, NULL). */
-static inline size_t entry_of(const ouro_object *o) {
-    if (_ouro_addrmap_get(o) != OURO_CHUNK_ARENA) return SIZE_MAX; /* NULL lands in chunk 0: NONE */
-    ouro_gc_slot slot = ouro_arena_of(o)->gc_slot[((uintptr_t)o >> OURO_POOL_SHIFT) & (OURO_POOLS_PER_ARENA - 1)];
-    if (slot.index == 0) return SIZE_MAX;
-    uint64_t off = (uintptr_t)o & (OURO_POOL_SIZE - 1);
-    return (size_t)slot.index - 1 + (size_t)((off * slot.magic) >> 32);
 }
 
 /* ---- pass 1: counts and references ------------------------------------------------------------------ */
@@ -200,9 +192,24 @@ static inline bool u32_push(uint32_t **v, size_t *n, size_t *cap, uint32_t x) {
     return true;
 }
 
+/* The entry of the object at o, or SIZE_MAX when o is not in a pool of the collection (a static or
+ * immortal object, one in an OBJECT pool, NULL). The address map is asked only when a reference leads
+ * to another arena than the last one did. */
+static inline size_t worker_entry_of(worker *w, const ouro_object *o) {
+    uintptr_t arena = (uintptr_t)o & ~(OURO_ARENA_SIZE - 1);
+    if (arena != w->arena) {
+        if (_ouro_addrmap_get(o) != OURO_CHUNK_ARENA) return SIZE_MAX;
+        w->arena = arena;
+    }
+    ouro_gc_slot slot = ((const ouro_arena_t *)arena)->gc_slot[((uintptr_t)o >> OURO_POOL_SHIFT) & (OURO_POOLS_PER_ARENA - 1)];
+    if (slot.index == 0) return SIZE_MAX;
+    uint64_t off = (uintptr_t)o & (OURO_POOL_SIZE - 1);
+    return (size_t)slot.index - 1 + (size_t)((off * slot.magic) >> 32);
+}
+
 static int visit_count(ouro_object *child, void *arg) {
     worker *w = arg;
-    size_t k = entry_of(child);
+    size_t k = worker_entry_of(w, child);
     if (k == SIZE_MAX) return 0;
     if (!u32_push(&w->edges, &w->nedges, &w->edges_cap, (uint32_t)k)) w->nomem = true;
     if (k - w->lo < w->hi - w->lo) scan.side[k]--;
@@ -304,21 +311,48 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uint64_t job, done; /* jobs handed over / finished (lock) */
+    int task;           /* the job: TASK_COUNTS or TASK_REMOTE (lock) */
     int state;          /* 0 not started, 1 running, -1 cannot run (one CPU, or no thread) */
-} helper = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+} helper = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+enum { TASK_COUNTS = 1, TASK_REMOTE = 2 };
+
+/* Applies the subtractions worker `from` found for the other worker's entries (two workers). */
+static void remote_apply(const worker *from) {
+    for (size_t i = 0; i < from->nremote; i++) scan.side[from->remote[i]]--;
+}
 
 static void *helper_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&helper.lock);
     for (;;) {
         while (helper.done == helper.job) pthread_cond_wait(&helper.cond, &helper.lock);
+        uint64_t job = helper.job;
+        int task = helper.task;
         pthread_mutex_unlock(&helper.lock);
-        pass_counts(&scan.workers[1]);
+        if (task == TASK_COUNTS) pass_counts(&scan.workers[1]); /* pass 1 over the second half */
+        else remote_apply(&scan.workers[0]);                   /* the first half's subtractions into the second */
         pthread_mutex_lock(&helper.lock);
-        helper.done = helper.job;
+        helper.done = job;
         pthread_cond_broadcast(&helper.cond);
     }
     return NULL;
+}
+
+/* Hands the helper a task. */
+static void helper_start(int task) {
+    pthread_mutex_lock(&helper.lock);
+    helper.task = task;
+    helper.job++;
+    pthread_cond_broadcast(&helper.cond);
+    pthread_mutex_unlock(&helper.lock);
+}
+
+/* Waits for the helper's task to finish. */
+static void helper_wait(void) {
+    pthread_mutex_lock(&helper.lock);
+    while (helper.done != helper.job) pthread_cond_wait(&helper.cond, &helper.lock);
+    pthread_mutex_unlock(&helper.lock);
 }
 
 /* true when the helper runs (started now if need be). */
@@ -354,18 +388,9 @@ bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
     bool parallel = scan.nentries >= PARALLEL_MIN && helper_ready();
     workers_split(parallel ? 2 : 1);
     slots_set(true);
-    if (parallel) {
-        pthread_mutex_lock(&helper.lock);
-        helper.job++;
-        pthread_cond_broadcast(&helper.cond);
-        pthread_mutex_unlock(&helper.lock);
-    }
+    if (parallel) helper_start(TASK_COUNTS);
     pass_counts(&scan.workers[0]);
-    if (parallel) {
-        pthread_mutex_lock(&helper.lock);
-        while (helper.done != helper.job) pthread_cond_wait(&helper.cond, &helper.lock);
-        pthread_mutex_unlock(&helper.lock);
-    }
+    if (parallel) helper_wait();
     *candidates = 0;
     for (size_t w = 0; w < NWORKERS; w++) *candidates += scan.workers[w].candidates;
     bool nomem = false;
@@ -374,8 +399,11 @@ bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
         slots_set(false);
         return false;
     }
-    for (size_t w = 0; w < NWORKERS; w++)
-        for (size_t i = 0; i < scan.workers[w].nremote; i++) scan.side[scan.workers[w].remote[i]]--;
+    if (parallel) { /* each half takes the other's subtractions: the two write disjoint entries */
+        helper_start(TASK_REMOTE);
+        remote_apply(&scan.workers[1]);
+        helper_wait();
+    }
     pass_mark();
     pass_sort(garbage);
     slots_set(false);
