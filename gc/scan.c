@@ -15,24 +15,26 @@
  *
  * Pass 1, sequential over the pools, fuses CPython's update_refs and subtract_refs: a candidate adds
  * its true count to its own entry and subtracts one from the entry of each reference's target (the
- * entries start at 0, so the order does not matter). A block that is no candidate (free, untracked,
- * frozen, immortal, or dead in this stop) sets its entry to NONCAND, which the subtractions cannot
- * bring near zero: it is never garbage and is not traversed, so what it refers to keeps the count it
- * gives (an outside reference, as in CPython). After pass 1 a candidate's entry is its gc_refs >= 0.
+ * entries start at 0, so the order does not matter), and records those targets' entries (edges[]).
+ * A block that is no candidate (free, untracked, frozen, immortal, or dead in this stop) sets its
+ * entry to NONCAND, which the subtractions cannot bring near zero: it is never garbage and is not
+ * traversed, so what it refers to keeps the count it gives (an outside reference, as in CPython).
+ * After pass 1 a candidate's entry is its gc_refs >= 0. With a large heap a helper thread takes the
+ * second half of the pools; a subtraction that falls in the other half is listed (remote[]) and
+ * applied by the other worker afterwards, so the two never write the same entry.
  *
- * Pass 2, the sweep mark: in table order, a candidate with gc_refs > 0 is reachable (marked REACH) and
- * traversed; each candidate target not yet marked is marked REACH. A target ahead of the sweep needs
- * nothing more: the sweep traverses it when it gets there. A target behind it is pushed on a stack and
- * traversed at once (its own targets likewise). So every REACH entry is traversed exactly once, and
- * objects are mostly read in address order. A heap built in allocation order (a tree, a list of
- * records) has few references backwards.
+ * Pass 2, the sweep mark, reads only the tables: in table order, a candidate with gc_refs > 0 is
+ * reachable (marked REACH) and expanded: each of its recorded targets that is a candidate not yet
+ * marked is marked REACH. A target ahead of the sweep needs nothing more: the sweep expands it when it
+ * gets there. A target behind it is pushed on a stack and expanded at once (its own targets likewise).
+ * So every REACH entry is expanded exactly once, and the tables are read mostly in order.
  *
  * Pass 3 reads the table once more: an entry neither REACH nor NONCAND is garbage. Pass 1 has moved every
  * candidate to generation 2 already (only those not there yet are written); nothing else of a survivor
  * is written: no header field stands for the collection.
  *
  * The tables are the collector's (it runs one collection at a time) and are kept for the next full
- * collection: allocating and faulting in 8 bytes per object each time would cost more than the scan. */
+ * collection: allocating and faulting in 12+ bytes per object each time would cost more than the scan. */
 #include "gc/internal.h"
 
 #include <pthread.h>
@@ -109,6 +111,7 @@ static void slots_set(bool set) {
         ouro_pool_t *pool = ouro_pool_of(p->data);
         ouro_gc_slot *slot = &ouro_arena_of(p->data)->gc_slot[ouro_pool_index(pool)];
         if (set) {
+            OURO_ASSERT(slot->index == 0); /* each pool is listed once: heap lists and abandoned lists are disjoint */
             slot->index = (uint32_t)p->base + 1;
             slot->magic = (uint32_t)(((uint64_t)1 << 32) / p->block_size + 1);
         } else {

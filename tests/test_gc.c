@@ -752,7 +752,8 @@ static void test_cycle_across_threads_with_queued_merge(void **state) {
         ouro_decref(half[i]);
         ouro_decref(half[i]);
     }
-    assert_int_equal(half[0]->ref_shared & OURO_SHARED_STATE, OURO_SHARED_QUEUED);
+    if (!OURO_REFCOUNT_ATOMIC) /* -Drefcount=atomic: born merged, nothing is queued */
+        assert_int_equal(half[0]->ref_shared & OURO_SHARED_STATE, OURO_SHARED_QUEUED);
     assert_int_equal(ouro_gc_collect(0), 2);
     assert_int_equal(stats_of(&ouro_list_type).live, lists0);
     atomic_store(&halves_phase, 3);
