@@ -17,8 +17,11 @@
  * are parked); for each candidate (tracked, not frozen, generation <= g, mortal, count > 0) save its
  * word 0 (tid) and put its true count there (gc_refs); subtract the references candidates hold to
  * candidates (traverse); mark everything reachable from a candidate with gc_refs > 0; restore the
- * tids. The unmarked ones are garbage: the collector takes a reference to each and detaches their
- * weak references. Survivors move up a generation. Then the world restarts and, with user code
+ * tids (the header form, for young and generation-1 collections; a full collection keeps the same
+ * counts in a side table instead, gc/scan.c). The unmarked ones are garbage: the collector takes a
+ * reference to each and detaches their weak references. Survivors move up a generation (garbage goes
+ * to generation 2, where a full collection finds what outlives the collection). Then the world
+ * restarts and, with user code
  * allowed: weakref callbacks, finalizers (once per object), a second stop to find objects the
  * finalizers resurrected (they survive, in generation 2), the types' clear on the rest, and the
  * collector's references dropped (which frees them).
@@ -26,7 +29,8 @@
  * Which thread collects: an explicit ouro_gc_collect runs on its caller. An automatic one runs on
  * the thread whose new GC instance finds a collection due (ouro_new, before it allocates): finalizers
  * and callbacks run there, inside that ouro_new (as in CPython up to 3.11; ouro never allocates
- * under its own locks). One collection at a time: another thread's request returns 0 at once. */
+ * under its own locks). One collection at a time: another thread's request returns 0 at once, and an
+ * automatic one that finds another thread collecting may wait for it (pacing, see pace()). */
 #include "gc/internal.h"
 #include "threads/internal.h"
 
