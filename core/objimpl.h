@@ -134,4 +134,8 @@ static inline ouro_object **_ouro_slots_of(ouro_object *o) {
     return (ouro_object **)((char *)o + o->type->slot_offset);
 }
 
+/* The traverse of a type made by ouro_type_new without a traverse of its own: visits the non-NULL
+ * slots. The full collection's scan (gc/scan.c) knows it and reads such an object's slots itself. */
+OURO_INTERNAL int _ouro_type_traverse_slots(ouro_object *self, ouro_visitproc visit, void *arg);
+
 #endif /* OURO_CORE_OBJIMPL_H */

@@ -102,7 +102,7 @@ int ouro_eq(ouro_object *a, ouro_object *b) {
 
 /* ---- types from a spec --------------------------------------------------------------------------------- */
 
-static int type_traverse_slots(ouro_object *self, ouro_visitproc visit, void *arg) {
+int _ouro_type_traverse_slots(ouro_object *self, ouro_visitproc visit, void *arg) {
     const ouro_type *t = self->type;
     ouro_object **slot = _ouro_slots_of(self);
     for (size_t i = 0; i < t->nslots; i++) {
@@ -129,7 +129,7 @@ static int heap_type_traverse(ouro_object *self, ouro_visitproc visit, void *arg
         int r = h->traverse(self, visit, arg);
         if (r) return r;
     }
-    return type_traverse_slots(self, visit, arg);
+    return _ouro_type_traverse_slots(self, visit, arg);
 }
 
 static void heap_type_clear(ouro_object *self) {
@@ -189,7 +189,7 @@ ouro_type *ouro_type_new(const ouro_type_spec *spec) {
     t->slot_offset = slot_offset;
     t->slot_names = names;
     t->dealloc = spec->dealloc;
-    t->traverse = spec->traverse || nslots ? heap_type_traverse : NULL;
+    t->traverse = spec->traverse ? heap_type_traverse : nslots ? _ouro_type_traverse_slots : NULL;
     t->clear = spec->clear || nslots ? heap_type_clear : NULL;
     h->traverse = spec->traverse;
     h->clear = spec->clear;

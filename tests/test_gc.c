@@ -615,6 +615,44 @@ static void test_full_scan_random_graphs(void **state) {
     random_graph_round(43, 150000, 0);  /* all garbage */
 }
 
+/* A ring of n nodes linked in a random order (every step of it may cross between the collector's and
+ * the helper's chunks), held by one root, a node in the middle of allocation order: all of it survives
+ * a full collection, links intact; without the root, all of it is garbage. */
+static void random_ring_round(uint64_t seed, size_t n) {
+    uint64_t x = seed;
+    ouro_object **v = malloc(n * sizeof *v);
+    uint32_t *perm = malloc(n * sizeof *perm);
+    assert_true(v && perm);
+    for (size_t i = 0; i < n; i++) v[i] = node_new(node_type), perm[i] = (uint32_t)i;
+    for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        size_t r = graph_next(&x) % (i + 1);
+        uint32_t t = perm[i];
+        perm[i] = perm[r], perm[r] = t;
+    }
+    for (size_t i = 0; i < n; i++) link_to(v[perm[i]], 0, v[perm[(i + 1) % n]]);
+    ouro_object *root = v[n / 2];
+    ouro_incref(root);
+    long d0 = atomic_load(&node_deallocs);
+    for (size_t i = 0; i < n; i++) ouro_decref(v[i]);
+    assert_int_equal(ouro_gc_collect(2), 0);
+    assert_int_equal(atomic_load(&node_deallocs), d0);
+    for (size_t i = 0; i < n; i++) {
+        ouro_object *c = ouro_slot_get(v[perm[i]], 0);
+        assert_ptr_equal(c, v[perm[(i + 1) % n]]);
+        assert_int_equal(((node_payload *)c)->canary, CANARY);
+        ouro_decref(c);
+    }
+    ouro_decref(root);
+    assert_int_equal(ouro_gc_collect(2), (long)n);
+    assert_int_equal(atomic_load(&node_deallocs) - d0, (long)n);
+    free(v), free(perm);
+}
+
+static void test_full_scan_random_ring(void **state) {
+    random_ring_round(7, 3000);
+    random_ring_round(8, 200000); /* with the helper thread: the mark's end is a long tail */
+}
+
 /* Frozen and untracked objects are not candidates: what they refer to survives a full collection, and
  * so does what hangs from that. */
 static void test_full_scan_frozen_and_untracked_referrers(void **state) {
@@ -850,6 +888,7 @@ int main(void) {
         cmocka_unit_test_setup(test_deep_chain_collect_in_finalizer, setup),
         cmocka_unit_test_setup(test_churn_without_collections, setup),
         cmocka_unit_test_setup(test_full_scan_random_graphs, setup),
+        cmocka_unit_test_setup(test_full_scan_random_ring, setup),
         cmocka_unit_test_setup(test_full_scan_frozen_and_untracked_referrers, setup),
         cmocka_unit_test_setup(test_gc_pool_over_dirty_memory, setup),
         cmocka_unit_test_setup(test_saveall, setup),
