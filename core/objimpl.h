@@ -134,8 +134,22 @@ static inline ouro_object **_ouro_slots_of(ouro_object *o) {
     return (ouro_object **)((char *)o + o->type->slot_offset);
 }
 
-/* The traverse of a type made by ouro_type_new without a traverse of its own: visits the non-NULL
- * slots. The full collection's scan (gc/scan.c) knows it and reads such an object's slots itself. */
+/* Visits the non-NULL slots of o (an instance of a type made by ouro_type_new); stops at the first
+ * nonzero return and returns it. Inline for the full collection's scan, whose visit is known. */
+static inline int _ouro_slots_traverse(ouro_object *o, ouro_visitproc visit, void *arg) {
+    ouro_object **slot = _ouro_slots_of(o);
+    for (size_t i = 0; i < o->type->nslots; i++) {
+        ouro_object *v = __atomic_load_n(&slot[i], __ATOMIC_RELAXED);
+        if (v) {
+            int r = visit(v, arg);
+            if (r) return r;
+        }
+    }
+    return 0;
+}
+
+/* The traverse of a type made by ouro_type_new without a traverse of its own (_ouro_slots_traverse).
+ * The full collection's scan (gc/scan.c) knows it and visits such an object's slots inline. */
 OURO_INTERNAL int _ouro_type_traverse_slots(ouro_object *self, ouro_visitproc visit, void *arg);
 
 #endif /* OURO_CORE_OBJIMPL_H */

@@ -103,16 +103,7 @@ int ouro_eq(ouro_object *a, ouro_object *b) {
 /* ---- types from a spec --------------------------------------------------------------------------------- */
 
 int _ouro_type_traverse_slots(ouro_object *self, ouro_visitproc visit, void *arg) {
-    const ouro_type *t = self->type;
-    ouro_object **slot = _ouro_slots_of(self);
-    for (size_t i = 0; i < t->nslots; i++) {
-        ouro_object *v = __atomic_load_n(&slot[i], __ATOMIC_RELAXED);
-        if (v) {
-            int r = visit(v, arg);
-            if (r) return r;
-        }
-    }
-    return 0;
+    return _ouro_slots_traverse(self, visit, arg);
 }
 
 /* The spec's callbacks, kept after the type for the generated traverse and clear. */

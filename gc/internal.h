@@ -64,8 +64,8 @@ OURO_INTERNAL void _ouro_gc_visit_pools(ouro_pool_visit_fn fn, void *arg);
 /* The full collection's mark, world stopped and every refcount queue merged: finds the garbage among
  * every tracked object of every generation (not frozen, mortal, count > 0: the candidates), appends it
  * to *garbage, and moves every candidate to generation 2. Sets *candidates. false when out of memory
- * for its tables or past 2^29 references (nothing changed but generations, to 2: the caller falls back
- * to the header-based collection). */
+ * for its tables, or past 2^32 blocks or references (nothing changed but generations, to 2: the caller
+ * falls back to the header-based collection). */
 OURO_INTERNAL bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates);
 
 /* A fork child: the scan's helper thread is gone (it starts again when needed). */

@@ -70,7 +70,7 @@ typedef struct __attribute__((aligned(64))) {
     uint32_t *remote;        /* entries outside [lo, hi) to subtract one from */
     size_t nremote, remote_cap;
     size_t candidates;
-    uintptr_t arenas[ARENA_CACHE]; /* arenas references led to, direct mapped by arena number (see worker_entry_of) */
+    uintptr_t arenas[ARENA_CACHE]; /* arenas references led to, by arena number (worker_entry_of) */
     bool nomem;
 } worker;
 
@@ -202,9 +202,9 @@ static inline bool u32_push(uint32_t **v, size_t *n, size_t *cap, uint32_t x) {
 
 /* The entry of the object at o, or SIZE_MAX when o is not in a pool of the collection (a static or
  * immortal object, one in an OBJECT pool, NULL). The address map is asked only when a reference leads
- * to an arena the worker's arena cache does not hold: one slot per arena number modulo ARENA_CACHE,
- * so a heap of up to ARENA_CACHE arenas (64 MiB of 1 MiB arenas) asks it once per arena, however its references jump
- * between arenas. */
+ * to an arena the worker's arena cache does not hold: one slot per arena number modulo ARENA_CACHE, so
+ * a heap of up to ARENA_CACHE arenas (64 MiB of 1 MiB arenas) asks it once per arena, however its
+ * references jump between arenas. */
 static inline size_t worker_entry_of(worker *w, const ouro_object *o) {
     uintptr_t arena = (uintptr_t)o & ~(OURO_ARENA_SIZE - 1);
     uintptr_t *seen = &w->arenas[((uintptr_t)o >> OURO_ARENA_SHIFT) & (ARENA_CACHE - 1)];
@@ -252,16 +252,8 @@ static void pass_counts(worker *w) {
             side[j] += count;
             w->candidates++;
             if (gc_gen_of(bits) != 2) gc_bits_set(o, gc_with_gen(bits, 2));
-            const ouro_type *t = o->type;
-            if (t->traverse == _ouro_type_traverse_slots) {
-                ouro_object **slot = _ouro_slots_of(o);
-                for (size_t i = 0; i < t->nslots; i++) {
-                    ouro_object *v = __atomic_load_n(&slot[i], __ATOMIC_RELAXED);
-                    if (v) visit_count(v, w);
-                }
-            } else {
-                gc_traverse(o, visit_count, w);
-            }
+            if (o->type->traverse == _ouro_type_traverse_slots) _ouro_slots_traverse(o, visit_count, w); /* inline */
+            else gc_traverse(o, visit_count, w);
             ends[j] = (uint32_t)w->nedges;
         }
     }
