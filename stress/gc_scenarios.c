@@ -387,19 +387,36 @@ static void churn_worker(stress_worker *w) {
     if (w->index % 2) ouro_thread_detach(); /* the others exit attached */
 }
 
-static bool churn_body(stress_worker *mw, gc_state *st) {
-    stress_ctx *ctx = mw->ctx;
+/* What the collections did while a scenario's workers ran. */
+typedef struct {
+    uint64_t collections[OURO_GC_GENERATIONS], all, collected;
+} gc_delta;
+
+/* Runs st->n workers of fn and fills *d from the collector's statistics before and after (read before
+ * anything the main thread does afterwards). false when the threads could not run. */
+static bool gc_run_workers(stress_ctx *ctx, gc_state *st, stress_thread_fn fn, gc_delta *d) {
     ouro_gc_gen_stats s0[OURO_GC_GENERATIONS], s1[OURO_GC_GENERATIONS];
     ouro_gc_get_stats(s0);
-    if (!stress_run_threads(ctx, 0, st->n, 0, churn_worker, st)) return false;
-    ouro_gc_get_stats(s1); /* before anything the main thread does: the workers' automatic collections */
+    if (!stress_run_threads(ctx, 0, st->n, 0, fn, st)) return false;
+    ouro_gc_get_stats(s1);
+    *d = (gc_delta){0};
+    for (int g = 0; g < OURO_GC_GENERATIONS; g++) {
+        d->collections[g] = s1[g].collections - s0[g].collections;
+        d->all += d->collections[g];
+        d->collected += s1[g].collected - s0[g].collected;
+    }
+    return true;
+}
+
+static bool churn_body(stress_worker *mw, gc_state *st) {
+    stress_ctx *ctx = mw->ctx;
+    gc_delta d; /* the workers' automatic collections */
+    if (!gc_run_workers(ctx, st, churn_worker, &d)) return false;
     bool ok = !stress_failed(ctx);
-    uint64_t collected = 0;
-    for (int g = 0; g < OURO_GC_GENERATIONS; g++) collected += s1[g].collected - s0[g].collected;
-    if (ok && s1[0].collections == s0[0].collections)
+    if (ok && d.collections[0] == 0)
         ok = stress_fail(ctx, "no automatic collection of generation 0 ran (%llu nodes made)",
                          (unsigned long long)atomic_load(&st->made));
-    if (ok && collected == 0) ok = stress_fail(ctx, "the automatic collections freed nothing");
+    if (ok && d.collected == 0) ok = stress_fail(ctx, "the automatic collections freed nothing");
     stress_count_checks(mw, 2);
     /* Drop what the workers held: each ring checked (owner gone: counted as a non-owner) and unmarked. */
     for (size_t i = 0; i < (size_t)st->n * st->p->held; i++) {
@@ -413,11 +430,9 @@ static bool churn_body(stress_worker *mw, gc_state *st) {
                 "(%llu, %llu, %llu by generation) freed %llu; %llu finalized, %llu resurrected, %llu retaken",
                 (unsigned long long)atomic_load(&st->rings), (unsigned long long)atomic_load(&st->kept),
                 (unsigned long long)atomic_load(&st->garbage), (unsigned long long)atomic_load(&st->made),
-                (unsigned long long)(s1[0].collections - s0[0].collections + s1[1].collections - s0[1].collections +
-                                     s1[2].collections - s0[2].collections),
-                (unsigned long long)(s1[0].collections - s0[0].collections),
-                (unsigned long long)(s1[1].collections - s0[1].collections),
-                (unsigned long long)(s1[2].collections - s0[2].collections), (unsigned long long)collected,
+                (unsigned long long)d.all, (unsigned long long)d.collections[0],
+                (unsigned long long)d.collections[1], (unsigned long long)d.collections[2],
+                (unsigned long long)d.collected,
                 (unsigned long long)atomic_load(&st->finalized), (unsigned long long)atomic_load(&st->resurrections),
                 (unsigned long long)atomic_load(&st->retaken));
     return ok;
@@ -780,16 +795,12 @@ static void gc_lane(stress_worker *w) {
 
 static bool mixed_body(stress_worker *mw, gc_state *st) {
     stress_ctx *ctx = mw->ctx;
-    ouro_gc_gen_stats s0[OURO_GC_GENERATIONS], s1[OURO_GC_GENERATIONS];
-    ouro_gc_get_stats(s0);
-    if (!stress_run_threads(ctx, 0, st->n, 0, gc_lane, st)) return false;
-    ouro_gc_get_stats(s1);
+    gc_delta d;
+    if (!gc_run_workers(ctx, st, gc_lane, &d)) return false;
     bool ok = !stress_failed(ctx);
-    uint64_t collected = 0;
-    for (int g = 0; g < OURO_GC_GENERATIONS; g++) collected += s1[g].collected - s0[g].collected;
-    if (ok && (s1[0].collections == s0[0].collections || collected == 0))
+    if (ok && (d.collections[0] == 0 || d.collected == 0))
         ok = stress_fail(ctx, "%llu collections of generation 0 freed %llu objects: nothing was tested",
-                         (unsigned long long)(s1[0].collections - s0[0].collections), (unsigned long long)collected);
+                         (unsigned long long)d.collections[0], (unsigned long long)d.collected);
     if (ok && (atomic_load(&st->children) == 0 || atomic_load(&st->stops) == 0 || atomic_load(&st->collects) == 0))
         ok = stress_fail(ctx, "%llu children, %llu stops, %llu explicit collections: nothing was tested",
                          (unsigned long long)atomic_load(&st->children), (unsigned long long)atomic_load(&st->stops),
@@ -819,11 +830,9 @@ static bool mixed_body(stress_worker *mw, gc_state *st) {
                 (unsigned long long)atomic_load(&st->children), (unsigned long long)atomic_load(&st->exits[0]),
                 (unsigned long long)atomic_load(&st->exits[1]), (unsigned long long)atomic_load(&st->exits[2]),
                 (unsigned long long)atomic_load(&st->collects), (unsigned long long)atomic_load(&st->stops),
-                (unsigned long long)(s1[0].collections - s0[0].collections + s1[1].collections - s0[1].collections +
-                                     s1[2].collections - s0[2].collections),
-                (unsigned long long)(s1[0].collections - s0[0].collections),
-                (unsigned long long)(s1[1].collections - s0[1].collections),
-                (unsigned long long)(s1[2].collections - s0[2].collections), (unsigned long long)collected,
+                (unsigned long long)d.all, (unsigned long long)d.collections[0],
+                (unsigned long long)d.collections[1], (unsigned long long)d.collections[2],
+                (unsigned long long)d.collected,
                 items, ouro_dict_size(st->dict));
     return ok;
 }
