@@ -1,7 +1,7 @@
 //! ouro's build. Zig is pinned in build.zig.zon and installed by ./zigw; see docs/building.md.
 //!
-//! Steps: install (default), test, stress, bench, asan. The C source lists below are the only ones:
-//! the asan step hands the same lists to Debian's clang.
+//! Steps: install (default), test, stress, bench, asan, fuzz, fuzz-cov. The C source lists below are
+//! the only ones: the asan, fuzz and fuzz-cov steps hand the same lists to Debian's clang.
 const std = @import("std");
 
 const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
@@ -9,6 +9,7 @@ const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
 /// The library's sources, one module folder each (docs/architecture.md).
 const lib_sources = [_][]const u8{
     "core/error.c",
+    "core/mem.c",
     "core/object.c",
     "core/type.c",
     "core/str.c",
@@ -46,6 +47,7 @@ const test_sources = [_][]const u8{
     "tests/test_dict.c",
     "tests/test_weakref.c",
     "tests/test_gc.c",
+    "tests/test_lifecycle.c",
 };
 
 /// The stress runner and its scenarios.
@@ -57,6 +59,14 @@ const stress_sources = [_][]const u8{
     "stress/object_scenarios.c",
     "stress/container_scenarios.c",
     "stress/gc_scenarios.c",
+    "stress/lifecycle_scenarios.c",
+    "tests/tsan_options.c",
+};
+
+/// The fuzz target (tests/fuzz/fuzz_api.c) with the replay driver that runs it over saved inputs.
+const fuzz_replay_sources = [_][]const u8{
+    "tests/fuzz/replay.c",
+    "tests/fuzz/fuzz_api.c",
     "tests/tsan_options.c",
 };
 
@@ -159,6 +169,32 @@ fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Bui
     return ctx.b.addExecutable(.{ .name = name, .root_module = m });
 }
 
+/// Flags of the asan step's clang: ASan + UBSan, every UBSan report fatal.
+const asan_flags = [_][]const u8{ "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined" };
+
+/// The asan, fuzz and fuzz-cov steps' compiler: Debian's clang over the library's sources and `files`
+/// (one command, the same lists as Zig's build), with `flags`, ouro's flags and includes, linked with
+/// liburcu and `libs`. Returns the executable.
+fn clangExe(b: *std.Build, ch: *std.Build.Step.ConfigHeader, flags: []const []const u8, name: []const u8, files: []const []const u8, libs: []const []const u8) std.Build.LazyPath {
+    const cc = b.addSystemCommand(&.{"clang"});
+    cc.addArgs(flags);
+    cc.addArg("-DOURO_BUILD_CORE");
+    cc.addArgs(&c_flags);
+    cc.addArgs(&.{ "-Wno-unknown-warning-option", "-I" });
+    cc.addDirectoryArg(b.path("include"));
+    cc.addArg("-I");
+    cc.addDirectoryArg(b.path("."));
+    cc.addArg("-I");
+    cc.addDirectoryArg(ch.getOutputDir());
+    for (lib_sources) |s| cc.addFileArg(b.path(s));
+    for (files) |s| cc.addFileArg(b.path(s));
+    cc.addArg("-o");
+    const out = cc.addOutputFileArg(name);
+    cc.addArgs(libs);
+    cc.addArgs(&.{ "-lurcu-qsbr", "-lurcu-cds", "-lurcu-common", "-lpthread", "-ldl" });
+    return out;
+}
+
 pub fn build(b: *std.Build) void {
     const ctx: Ctx = .{ .b = b, .target = b.standardTargetOptions(.{}) };
     const optimize = b.standardOptimizeOption(.{});
@@ -220,6 +256,11 @@ pub fn build(b: *std.Build) void {
     const short_stress = b.addRunArtifact(short_stress_exe);
     short_stress.addArgs(&.{ "--duration", "1", "--short" });
     test_step.dependOn(&short_stress.step);
+    // The fuzz target over its corpus, without libFuzzer (so under TSan too): tests/fuzz/.
+    const replay_exe = addExe(ctx, cfg, ch, static_lib, "ouro-fuzz-replay", &fuzz_replay_sources);
+    const replay_run = b.addRunArtifact(replay_exe);
+    replay_run.addDirectoryArg(b.path("tests/fuzz/corpus"));
+    test_step.dependOn(&replay_run.step);
 
     // ---- bench: always fully optimised, no checks ----------------------------------------------
     const bench_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = hardened, .torture = false, .sanitize = .none };
@@ -254,23 +295,11 @@ pub fn build(b: *std.Build) void {
         .{ .name = "test_dict", .files = &.{"tests/test_dict.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_weakref", .files = &.{"tests/test_weakref.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_gc", .files = &.{"tests/test_gc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_lifecycle", .files = &.{"tests/test_lifecycle.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {
-        const cc = b.addSystemCommand(&.{ "clang", "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-DOURO_BUILD_CORE" });
-        cc.addArgs(&c_flags);
-        cc.addArgs(&.{ "-Wno-unknown-warning-option", "-I" });
-        cc.addDirectoryArg(b.path("include"));
-        cc.addArg("-I");
-        cc.addDirectoryArg(b.path("."));
-        cc.addArg("-I");
-        cc.addDirectoryArg(asan_ch.getOutputDir());
-        for (lib_sources) |s| cc.addFileArg(b.path(s));
-        for (bin.files) |s| cc.addFileArg(b.path(s));
-        cc.addArg("-o");
-        const out = cc.addOutputFileArg(bin.name);
-        cc.addArgs(bin.libs);
-        cc.addArgs(&.{ "-lurcu-qsbr", "-lurcu-cds", "-lurcu-common", "-lpthread", "-ldl" });
+        const out = clangExe(b, asan_ch, &asan_flags, bin.name, bin.files, bin.libs);
         const run = std.Build.Step.Run.create(b, b.fmt("run asan {s}", .{bin.name}));
         run.addFileArg(out);
         run.addArgs(bin.args);
@@ -278,4 +307,39 @@ pub fn build(b: *std.Build) void {
         run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
         asan_step.dependOn(&run.step);
     }
+
+    // ---- fuzz: the API fuzzer, libFuzzer + the asan step's clang, flags and configuration ----------
+    // New inputs go to zig-out/fuzz/corpus (tests/fuzz/corpus seeds it, read-only), crashes to
+    // zig-out/fuzz/crashes. Arguments after `--` go to libFuzzer. docs/building.md, "Fuzzing".
+    const fuzz_secs = b.option(u32, "fuzz-seconds", "Seconds the fuzz step fuzzes for (default 60)") orelse 60;
+    const fuzz_skip = b.option([]const u8, "fuzz-skip", "Op variants the fuzzer makes no-ops: OURO_FUZZ_SKIP (tests/fuzz/fuzz_api.c)") orelse "";
+    const fuzz_exe = clangExe(b, asan_ch, &(asan_flags ++ [_][]const u8{"-fsanitize=fuzzer"}), "ouro-fuzz", &.{"tests/fuzz/fuzz_api.c"}, &.{});
+    const fuzz_run = b.addSystemCommand(&.{ "sh", "-c",
+        \\out=$1 exe=$2 seeds=$3; shift 3
+        \\mkdir -p "$out/corpus" "$out/crashes" && exec "$exe" -artifact_prefix="$out/crashes/" "$@" "$out/corpus" "$seeds"
+    , "fuzz", b.getInstallPath(.prefix, "fuzz") });
+    fuzz_run.addFileArg(fuzz_exe);
+    fuzz_run.addDirectoryArg(b.path("tests/fuzz/corpus"));
+    fuzz_run.addArgs(&.{ b.fmt("-max_total_time={d}", .{fuzz_secs}), "-timeout=60", "-max_len=1024", "-print_final_stats=1" });
+    if (b.args) |args| fuzz_run.addArgs(args);
+    fuzz_run.setEnvironmentVariable("ASAN_OPTIONS", "detect_leaks=1");
+    fuzz_run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    if (fuzz_skip.len > 0) fuzz_run.setEnvironmentVariable("OURO_FUZZ_SKIP", fuzz_skip);
+    fuzz_run.has_side_effects = true;
+    b.step("fuzz", "Fuzz the API for -Dfuzz-seconds (libFuzzer, ASan + UBSan; Debian's clang)").dependOn(&fuzz_run.step);
+
+    // ---- fuzz-cov: line coverage of the library by a corpus (llvm-cov), per file and module folder -
+    // Default corpora: tests/fuzz/corpus and zig-out/fuzz/corpus; arguments after `--` replace them.
+    const cov_exe = clangExe(b, asan_ch, &.{ "-g", "-O0", "-fprofile-instr-generate", "-fcoverage-mapping" }, "ouro-fuzz-cov", &.{ "tests/fuzz/replay.c", "tests/fuzz/fuzz_api.c" }, &.{"-lm"}); // -O0: trunc() is a call
+    const cov_run = b.addSystemCommand(&.{"sh"});
+    cov_run.addFileArg(b.path("tests/fuzz/coverage.sh"));
+    cov_run.addFileArg(cov_exe);
+    cov_run.addArg(b.getInstallPath(.prefix, "fuzz-cov"));
+    if (b.args) |args| cov_run.addArgs(args) else {
+        cov_run.addDirectoryArg(b.path("tests/fuzz/corpus"));
+        cov_run.addArg(b.getInstallPath(.prefix, "fuzz/corpus"));
+    }
+    if (fuzz_skip.len > 0) cov_run.setEnvironmentVariable("OURO_FUZZ_SKIP", fuzz_skip); // as the corpus was made
+    cov_run.has_side_effects = true;
+    b.step("fuzz-cov", "Replay the fuzz corpora with a coverage build and print llvm-cov's report").dependOn(&cov_run.step);
 }

@@ -12,14 +12,6 @@ static _Atomic unsigned long fail_countdown;
 
 void ouro_debug_fail_os_map(unsigned long nth) { atomic_store(&fail_countdown, nth); }
 
-/* true when this mapping attempt is the injected failure. */
-static bool os_injected_failure(void) {
-    unsigned long n = ouro_load_relaxed(&fail_countdown);
-    while (n != 0) {
-        if (atomic_compare_exchange_weak(&fail_countdown, &n, n - 1)) return n == 1;
-    }
-    return false;
-}
 
 static void os_account_mapped(size_t size) {
     size_t now = ouro_fetch_add_relaxed(&_ouro_counters.bytes_mapped, size) + size;
@@ -30,7 +22,7 @@ static void os_account_mapped(size_t size) {
 }
 
 void *_ouro_os_map_aligned(size_t size, size_t align) {
-    if (os_injected_failure()) {
+    if (_ouro_fault_due(&fail_countdown)) {
         ouro_fetch_add_relaxed(&_ouro_counters.os_map_failures, 1);
         _ouro_err_set(OURO_ERR_NOMEM, "out of memory: mapping %zu bytes failed (injected)", size);
         return NULL;

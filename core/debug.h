@@ -30,6 +30,15 @@ OURO_INTERNAL void _ouro_err_set(ouro_err code, const char *fmt, ...) __attribut
 /* Prints one warning line to stderr without allocating (for reported-and-ignored misuse). */
 OURO_INTERNAL void _ouro_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
 
+/* The library's bookkeeping allocations (core/mem.c): the C library's malloc, calloc and realloc, with
+ * fault injection (ouro_debug_fail_malloc). Every caller handles NULL. */
+OURO_INTERNAL void *_ouro_sys_malloc(size_t n);
+OURO_INTERNAL void *_ouro_sys_calloc(size_t n, size_t size);
+OURO_INTERNAL void *_ouro_sys_realloc(void *p, size_t n);
+
+/* Fault injection's countdown: true for the call that brings *countdown from 1 to 0 (0: disarmed). */
+OURO_INTERNAL bool _ouro_fault_due(_Atomic unsigned long *countdown);
+
 #define OURO_CHECK_AT_(level, expr)                                                                \
     do {                                                                                          \
         if (OURO_DEBUG_LEVEL >= (level)) {                                                        \

@@ -263,7 +263,7 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
     bool was_empty = c == NULL;
     if (!c || c->n == BRC_CHUNK) {
         /* malloc, not ouro_alloc: ouro's slow path runs a safepoint, whose poll would take this mutex */
-        brc_chunk *fresh = malloc(sizeof *fresh);
+        brc_chunk *fresh = _ouro_sys_malloc(sizeof *fresh);
         if (!fresh) _ouro_fatal("out of memory queueing object %p to its owner", (void *)o);
         fresh->next = c;
         fresh->n = 0;
@@ -457,7 +457,7 @@ bool _ouro_object_thread_ready(void) {
     if (tls_brc) return true;
     if (ouro_thread_attach() != 0) return false;
     pthread_once(&brc_once, brc_init);
-    brc_thread *me = calloc(1, sizeof *me);
+    brc_thread *me = _ouro_sys_calloc(1, sizeof *me);
     if (!me) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_new: out of memory");
         return false;
@@ -494,7 +494,7 @@ static void brc_atfork_child(void) {
     size_t nvanished = 0;
     for (int b = 0; b < BRC_BUCKETS; b++)
         for (brc_thread *t = brc_bucket[b].threads; t; t = t->next) nvanished += t != tls_brc;
-    uintptr_t *vanished = nvanished ? malloc(nvanished * sizeof *vanished) : NULL;
+    uintptr_t *vanished = nvanished ? _ouro_sys_malloc(nvanished * sizeof *vanished) : NULL;
     if (nvanished && !vanished) _ouro_fatal("fork child: out of memory merging the vanished threads' objects");
     brc_chunk *orphans = NULL;
     size_t nv = 0;

@@ -154,7 +154,7 @@ ouro_type *ouro_type_new(const ouro_type_spec *spec) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_type_new: %s", why);
         return NULL;
     }
-    heap_type *h = calloc(1, sizeof *h + names_len + (nslots + 1) * sizeof(char *));
+    heap_type *h = _ouro_sys_calloc(1, sizeof *h + names_len + (nslots + 1) * sizeof(char *));
     if (!h) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_type_new: out of memory");
         return NULL;

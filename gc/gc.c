@@ -120,7 +120,7 @@ static young_list *young_mine(void) {
     young_list *y = tls_young;
     if (OURO_LIKELY(y != NULL)) return y;
     pthread_once(&gc_once, gc_init);
-    if (!(y = calloc(1, sizeof *y))) return NULL;
+    if (!(y = _ouro_sys_calloc(1, sizeof *y))) return NULL;
     y->compact_at = COMPACT_MIN;
     pthread_mutex_lock(&young_lock);
     y->next = young_all;
@@ -157,7 +157,7 @@ static void count_flush(void) {
 static void young_compact(objvec *a) {
     size_t cap = 16;
     while (cap < a->n * 2) cap <<= 1;
-    uintptr_t *seen = calloc(cap, sizeof *seen); /* open addressing on the addresses */
+    uintptr_t *seen = _ouro_sys_calloc(cap, sizeof *seen); /* open addressing on the addresses */
     if (!seen) return;
     unsigned shift = 64 - (unsigned)__builtin_ctzll(cap);
     size_t k = 0;
@@ -364,7 +364,7 @@ static void cand_add(ouro_object *o, void *arg) {
     if (count <= 0) return; /* merged to zero in this stop: freed once the world runs */
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4096;
-        cand *v = realloc(s->v, cap * sizeof *v);
+        cand *v = _ouro_sys_realloc(s->v, cap * sizeof *v);
         if (!v) {
             s->nomem = true; /* not a candidate: it survives, and so does what it refers to */
             return;
@@ -503,7 +503,7 @@ static void collect_stopped(int g, collect_out *out) {
  * outside the garbage, or reachable from one that is) and returns them. */
 static void find_resurrected(objvec *garbage, objvec *resurrected) {
     cand_set s = {.maxgen = 2};
-    s.v = malloc((garbage->n ? garbage->n : 1) * sizeof *s.v);
+    s.v = _ouro_sys_malloc((garbage->n ? garbage->n : 1) * sizeof *s.v);
     if (!s.v) _ouro_fatal("gc: out of memory checking for resurrection");
     s.cap = garbage->n;
     for (size_t i = 0; i < garbage->n; i++) {

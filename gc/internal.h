@@ -23,7 +23,7 @@ typedef struct {
 static inline bool objvec_push(objvec *a, ouro_object *o) {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 256;
-        ouro_object **v = realloc(a->v, cap * sizeof *v);
+        ouro_object **v = _ouro_sys_realloc(a->v, cap * sizeof *v);
         if (!v) return false;
         a->v = v;
         a->cap = cap;

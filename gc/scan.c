@@ -96,7 +96,7 @@ static void pool_add(ouro_pool_t *pool, void *arg) {
     if (pool->kind != OURO_KIND_GC || pool->carved == 0 || scan.nomem) return;
     if (scan.npools == scan.pools_cap) {
         size_t cap = scan.pools_cap ? scan.pools_cap * 2 : 256;
-        scan_pool *v = realloc(scan.pools, cap * sizeof *v);
+        scan_pool *v = _ouro_sys_realloc(scan.pools, cap * sizeof *v);
         if (!v) {
             scan.nomem = true;
             return;
@@ -130,7 +130,7 @@ static void slots_set(bool set) {
 static bool array_fit(void **v, size_t *cap, size_t n, size_t sz) {
     size_t c = n + n / 8 + 1024;
     if (n <= *cap && *cap <= 4 * c) return true;
-    void *nv = realloc(*v, c * sz);
+    void *nv = _ouro_sys_realloc(*v, c * sz);
     if (!nv) return false;
     *v = nv;
     *cap = c;
@@ -191,7 +191,7 @@ static inline void prefetch_ahead(size_t p, const char *b) {
 static inline bool u32_push(uint32_t **v, size_t *n, size_t *cap, uint32_t x) {
     if (__builtin_expect(*n == *cap, 0)) {
         size_t c = *cap ? *cap * 2 : 1 << 16;
-        uint32_t *nv = c < UINT32_MAX ? realloc(*v, c * sizeof *nv) : NULL;
+        uint32_t *nv = c < UINT32_MAX ? _ouro_sys_realloc(*v, c * sizeof *nv) : NULL;
         if (!nv) return false;
         *v = nv;
         *cap = c;

@@ -30,6 +30,7 @@ static const stress_scenario *const runner_modules[] = {
     stress_object_scenarios,
     stress_container_scenarios,
     stress_gc_scenarios,
+    stress_lifecycle_scenarios,
 };
 
 #define RUNNER_BUDGET_S 120.0      /* most seconds a run of every scenario may take */

@@ -44,6 +44,7 @@ extern const stress_scenario stress_threads_scenarios[];
 extern const stress_scenario stress_object_scenarios[];
 extern const stress_scenario stress_container_scenarios[];
 extern const stress_scenario stress_gc_scenarios[];
+extern const stress_scenario stress_lifecycle_scenarios[];
 
 /* ---- PRNG: xoshiro256** seeded through splitmix64 ------------------------------------------------ */
 

@@ -149,7 +149,7 @@ int ouro_defer(void (*fn)(void *arg), void *arg) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_defer: fn is NULL");
         return -1;
     }
-    defer_call *c = malloc(sizeof *c);
+    defer_call *c = _ouro_sys_malloc(sizeof *c);
     if (!c) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_defer: out of memory");
         return -1;

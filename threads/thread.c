@@ -125,7 +125,7 @@ int ouro_init(const ouro_config *cfg) {
 int ouro_thread_attach(void) {
     if (_ouro_tls_thread) return 0;
     _ouro_runtime_init();
-    ouro_thread_t *me = calloc(1, sizeof *me);
+    ouro_thread_t *me = _ouro_sys_calloc(1, sizeof *me);
     if (!me) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_thread_attach: out of memory");
         return -1;

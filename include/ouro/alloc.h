@@ -110,6 +110,15 @@ int ouro_alloc_check(void);
  * the allocation that needed it returns NULL with OURO_ERR_NOMEM. 0 disarms. Process-wide. */
 void ouro_debug_fail_os_map(unsigned long nth);
 
+/* Fault injection: the nth allocation of ouro's own bookkeeping from now (thread records, refcount
+ * queue chunks, the collector's work space, deferral records: the C library's malloc, calloc and
+ * realloc inside ouro; 1 = the next one) fails. Each caller copes: the public call returns NULL / -1
+ * with OURO_ERR_NOMEM, or falls back (a decref that cannot queue merges with the world stopped; a
+ * collection that cannot get its work space gives up and leaves every object intact). 0 disarms.
+ * Process-wide. */
+void ouro_debug_fail_malloc(unsigned long nth);
+#define OURO_HAVE_DEBUG_FAIL_MALLOC 1
+
 #ifdef __cplusplus
 }
 #endif
