@@ -103,7 +103,14 @@ static OURO_NOINLINE void free_generic(ouro_pool_t *pool, void *p) {
 void ouro_free(void *p) {
     if (OURO_UNLIKELY(p == NULL)) return;
     ouro_pool_t *pool = ouro_pool_of(p);
-    if (OURO_DEBUG_LEVEL >= 1 && !(pool = alloc_validate(p, "ouro_free"))) return;
+    if (OURO_DEBUG_LEVEL >= 1) {
+        if (!(pool = alloc_validate(p, "ouro_free"))) return;
+    } else if (OURO_UNLIKELY(_ouro_addrmap_get(p) == OURO_CHUNK_NONE)) {
+        /* Not in an arena (malloc's block, the stack, static data): the pool header below it may not
+         * be mapped. Two loads of the address map; reported, then ignored. */
+        alloc_validate(p, "ouro_free");
+        return;
+    }
     ouro_heap_t *h = _ouro_tls_heap;
     if (OURO_LIKELY(ouro_load_relaxed(&pool->heap) == h)) {
         if (ouro_block_suspect(pool, p)) {

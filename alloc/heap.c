@@ -564,6 +564,14 @@ void _ouro_block_debug_on_alloc(ouro_pool_t *pool, ouro_block_t *b) {
     *(uintptr_t *)((char *)b + bs - OURO_PAD) = OURO_CANARY ^ (uintptr_t)b;
 }
 
+bool _ouro_block_freed(const void *p) {
+    if (OURO_DEBUG_LEVEL < 1 || _ouro_addrmap_get(p) != OURO_CHUNK_ARENA) return false;
+    ouro_pool_t *pool = ouro_pool_of(p);
+    if (ouro_load_relaxed(&ouro_arena_of(p)->pool_state[ouro_pool_index(pool)]) != OURO_PT_BLOCKS) return true;
+    const uintptr_t *canary = (const uintptr_t *)((const char *)p + pool->block_size - OURO_PAD);
+    return *canary != (OURO_CANARY ^ (uintptr_t)p);
+}
+
 void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local) {
     /* The link word decodes into the pool: b is on a free list, or its owner wrote a value that
      * looks like one (about 2^-50 for arbitrary data, as pop clears the word). */

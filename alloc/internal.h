@@ -383,6 +383,10 @@ OURO_INTERNAL void _ouro_heap_counts(size_t *live, size_t *cached);
 /* Debug builds: checks and restores what a free block must look like. */
 OURO_INTERNAL void _ouro_block_debug_on_alloc(ouro_pool_t *pool, ouro_block_t *b);
 OURO_INTERNAL void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b);
+/* Debug builds (level >= 1): true when p, an object-sized block of an arena pool, is free (its canary
+ * is gone: freed blocks are poisoned) or its pool is no block pool any more. false in other builds and
+ * for addresses outside ouro's arenas. */
+OURO_INTERNAL bool _ouro_block_freed(const void *p);
 /* Hardened builds: a freed block whose link word decodes into its pool may be a double free. */
 OURO_INTERNAL void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local);
 

@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ouro/object.h"
 
@@ -62,9 +63,15 @@ typedef struct brc_thread brc_thread;
 static __thread brc_thread *tls_brc; /* the calling thread's record, NULL until its first object */
 static void type_count(const ouro_type *t, bool alloc);
 
+/* o's count reached zero: it leaves the collector's view at once, before its free runs (which may
+ * wait on the pending list below): no walk or query returns an object whose free is under way, and a
+ * collection never sees one half torn down. */
+static inline void object_dying(ouro_object *o) {
+    if (o->type->flags & OURO_TYPE_GC) _ouro_gc_on_free(o);
+}
+
 void _ouro_object_free(ouro_object *o) {
     const ouro_type *t = o->type;
-    if (t->flags & OURO_TYPE_GC) _ouro_gc_on_free(o); /* first: a collection never sees it half torn down */
     if (__atomic_load_n(&o->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) _ouro_weakref_clear(o);
     if (t->dealloc) t->dealloc(o);
     if (t->nslots) {
@@ -105,6 +112,7 @@ static void dealloc_drain(void) {
 }
 
 void ouro_dealloc(ouro_object *o) {
+    object_dying(o);
     if (tls_dealloc_depth >= DEALLOC_DEPTH) {
         dealloc_later(o);
         return;
@@ -165,9 +173,25 @@ void ouro_decref_local_slow(ouro_object *o, uint32_t local) {
     if (local == 1) merge_zero_local(o);
 }
 
+static const char *object_type_name(const ouro_object *o) {
+    return o->type && o->type->name ? o->type->name : "?";
+}
+
+/* A decref of a block that the allocator has back: stop with its address and type (words 1..3, the
+ * type among them, survive a free). */
+static OURO_COLD _Noreturn void object_freed_decref(ouro_object *o) {
+    _ouro_fatal("ouro_decref: decref of a freed object %p (%s)", (void *)o, object_type_name(o));
+}
+
+/* Debug builds (level >= 1): a decref's slow path checks that o is not a freed block (its canary). */
+static inline void object_check_not_freed(ouro_object *o) {
+    if (OURO_DEBUG_LEVEL >= 1 && OURO_UNLIKELY(_ouro_block_freed(o))) object_freed_decref(o);
+}
+
 void ouro_refcount_underflow(ouro_object *o) {
+    object_check_not_freed(o);
     _ouro_fatal("ouro_decref: object %p (%s) has no reference left to drop (decref without incref?)", (void *)o,
-                o->type && o->type->name ? o->type->name : "?");
+                object_type_name(o));
 }
 
 /* ---- the queues ------------------------------------------------------------------------------------------ */
@@ -246,6 +270,19 @@ static brc_thread *brc_find_locked(unsigned b, uintptr_t tid) {
     return NULL;
 }
 
+/* No memory to queue o (QUEUED set, holding the dropped reference) to its owner: merge it with the world
+ * stopped instead, as CPython does. Its owner is then parked at a safepoint or offline, between two of
+ * its own count updates, so the merge may write its local count (the collector merges queues the same
+ * way). A caller that holds the stop merges at once. */
+static void brc_merge_stopping(ouro_object *o) {
+    bool stopped = !_ouro_tls_holds_stop;
+    if (stopped && ouro_stop_the_world("refcount merge (out of memory)") != 0)
+        _ouro_fatal("ouro_decref: cannot stop the world to merge object %p: %s", (void *)o, ouro_err_message());
+    intptr_t count = object_merge(o, -1);
+    if (stopped) ouro_start_the_world();
+    if (count == 0) ouro_dealloc(o);
+}
+
 /* Queues o (QUEUED set, the queue holding the dropped reference) to its owner tid, or merges it when
  * the owner has left its bucket: its exit walk merged o first (the walk ends before the record leaves,
  * and merges add up), so this merge drops the queue's reference from the merged count. */
@@ -254,6 +291,12 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
     pthread_mutex_lock(&brc_bucket[b].mutex);
     brc_thread *owner = brc_find_locked(b, tid);
     if (!owner) {
+        /* Its owner's exit walk merged it (tid 0) before the owner left the bucket. A nonzero tid is
+         * no owner's: a free-list link, so o is a freed block. */
+        if (__atomic_load_n(&o->tid, __ATOMIC_RELAXED) != 0) {
+            pthread_mutex_unlock(&brc_bucket[b].mutex);
+            object_freed_decref(o);
+        }
         intptr_t count = object_merge(o, -1);
         pthread_mutex_unlock(&brc_bucket[b].mutex);
         if (count == 0) ouro_dealloc(o);
@@ -264,7 +307,11 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
     if (!c || c->n == BRC_CHUNK) {
         /* malloc, not ouro_alloc: ouro's slow path runs a safepoint, whose poll would take this mutex */
         brc_chunk *fresh = _ouro_sys_malloc(sizeof *fresh);
-        if (!fresh) _ouro_fatal("out of memory queueing object %p to its owner", (void *)o);
+        if (!fresh) {
+            pthread_mutex_unlock(&brc_bucket[b].mutex);
+            brc_merge_stopping(o);
+            return;
+        }
         fresh->next = c;
         fresh->n = 0;
         owner->queue = c = fresh;
@@ -275,7 +322,12 @@ static void brc_queue(ouro_object *o, uintptr_t tid) {
     if (was_empty) brc_request_grace_period();
 }
 
+/* How long a decref waits for an owner's merge before it takes the object for a freed one. */
+enum { MERGE_WAIT_S = 5 };
+
 void ouro_decref_shared(ouro_object *o) {
+    object_check_not_freed(o);
+    time_t waited_since = 0;
     for (unsigned spins = 0;; spins++) {
         if (ouro_is_immortal(o)) return;
         /* The owner before the state: a queuer queues to the owner it read while the state was still
@@ -286,10 +338,18 @@ void ouro_decref_shared(ouro_object *o) {
         bool queue = shared == OURO_SHARED_INIT || shared == OURO_SHARED_MAYBE_SHARED;
         if (queue && tid == 0) {
             /* The owner is merging it (its exit walk: tid is cleared just before the merge's CAS). A
-             * direct merge now could free it before the owner's count is added: wait for the CAS. */
+             * direct merge now could free it before the owner's count is added: wait for the CAS. A
+             * merge takes nanoseconds; a state that stays is a freed block whose link word is 0. */
             if (spins > 64) sched_yield();
+            if ((spins & 1023) == 1023) {
+                time_t now = time(NULL);
+                if (!waited_since) waited_since = now;
+                else if (now - waited_since > MERGE_WAIT_S) object_freed_decref(o);
+            }
             continue;
         }
+        if ((shared & OURO_SHARED_STATE) == OURO_SHARED_MERGED && shared < ((intptr_t)1 << OURO_SHARED_SHIFT))
+            ouro_refcount_underflow(o); /* merged, no count left: one decref too many */
         intptr_t next = queue ? OURO_SHARED_QUEUED : shared - ((intptr_t)1 << OURO_SHARED_SHIFT);
         /* acq_rel: our writes to the object happen before its free, wherever it happens */
         if (!__atomic_compare_exchange_n(&o->ref_shared, &shared, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
@@ -365,7 +425,10 @@ static void merge_owned_in_pool(ouro_pool_t *pool, void *arg) {
         /* The count is not zero: the owner's local count is (its last reference merges at once), and
          * a non-owner's decrement queues instead of taking it below zero. If it were, freeing here
          * would change the pools under the walk: the free waits for the walk's end. */
-        if (object_merge(o, 0) == 0) dealloc_later(o);
+        if (object_merge(o, 0) == 0) {
+            object_dying(o);
+            dealloc_later(o);
+        }
     }
 }
 
@@ -394,6 +457,8 @@ ouro_object *_ouro_refcount_merge_all_stopped(void) {
     }
     return dead;
 }
+
+void _ouro_refcount_merge_stopped(ouro_object *o) { (void)object_merge(o, 0); }
 
 void _ouro_dealloc_list(ouro_object *list) {
     while (list) {
@@ -446,10 +511,10 @@ static void brc_atfork_child(void);
 
 static void brc_init(void) {
     for (int i = 0; i < BRC_BUCKETS; i++) pthread_mutex_init(&brc_bucket[i].mutex, NULL);
-    if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_REFCOUNT, brc_thread_exit) != 0)
-        _ouro_fatal("cannot register the refcount exit hook: %s", ouro_err_message());
+    if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_REFCOUNT, brc_thread_exit) != 0 ||
+        _ouro_fork_child_hook_add(OURO_FORK_ORDER_REFCOUNT, brc_atfork_child) != 0)
+        _ouro_fatal("cannot register the refcount module's hooks: %s", ouro_err_message());
     _ouro_thread_set_poll_hook(ouro_refcount_merge_queued);
-    if (pthread_atfork(NULL, NULL, brc_atfork_child) != 0) _ouro_fatal("pthread_atfork failed");
 }
 
 /* Registers the calling thread as an owner (attaching it first). false with an error set. */
@@ -479,6 +544,18 @@ bool _ouro_object_thread_ready(void) {
     return true;
 }
 
+/* Merges every object the threads of ids (sorted) owned, in the abandoned pools, and frees those whose
+ * count is 0. A fork child's only thread. */
+static void brc_merge_vanished(const uintptr_t *ids, size_t n) {
+    tls_merging = true;
+    owned_walk w = {.ids = ids, .n = n};
+    pthread_mutex_lock(&_ouro_arena_lock);
+    _ouro_arena_visit_abandoned_object_pools_locked(merge_owned_in_pool, &w);
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    dealloc_pending();
+    tls_merging = false;
+}
+
 static int id_cmp(const void *a, const void *b) {
     uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
     return x < y ? -1 : x > y;
@@ -491,13 +568,9 @@ static int id_cmp(const void *a, const void *b) {
  * mutexes, which a vanished thread may have held, are made anew. */
 static void brc_atfork_child(void) {
     pthread_mutex_init(&stats_lock, NULL);
+    brc_thread *gone = NULL; /* the vanished threads' records, linked through next */
     size_t nvanished = 0;
-    for (int b = 0; b < BRC_BUCKETS; b++)
-        for (brc_thread *t = brc_bucket[b].threads; t; t = t->next) nvanished += t != tls_brc;
-    uintptr_t *vanished = nvanished ? _ouro_sys_malloc(nvanished * sizeof *vanished) : NULL;
-    if (nvanished && !vanished) _ouro_fatal("fork child: out of memory merging the vanished threads' objects");
     brc_chunk *orphans = NULL;
-    size_t nv = 0;
     for (int b = 0; b < BRC_BUCKETS; b++) {
         pthread_mutex_init(&brc_bucket[b].mutex, NULL);
         for (brc_thread **p = &brc_bucket[b].threads; *p;) {
@@ -507,7 +580,9 @@ static void brc_atfork_child(void) {
                 continue;
             }
             *p = t->next;
-            vanished[nv++] = t->tid;
+            t->next = gone;
+            gone = t;
+            nvanished++;
             for (brc_chunk *c = t->queue, *next; c; c = next) {
                 next = c->next;
                 c->next = orphans;
@@ -517,7 +592,6 @@ static void brc_atfork_child(void) {
                 __atomic_fetch_add(&stats_retired[i].allocs, t->counts[i].allocs, __ATOMIC_RELAXED);
                 __atomic_fetch_add(&stats_retired[i].frees, t->counts[i].frees, __ATOMIC_RELAXED);
             }
-            free(t);
         }
     }
     stats_threads = tls_brc;
@@ -526,17 +600,26 @@ static void brc_atfork_child(void) {
     for (int b = 0; b < BRC_BUCKETS; b++)
         for (brc_thread *t = brc_bucket[b].threads; t; t = t->next) queued += t->queue != NULL;
     atomic_store_explicit(&brc_nonempty, queued, memory_order_relaxed);
-    atomic_store_explicit(&brc_kick_pending, false, memory_order_relaxed); /* the reclaimer is gone too */
-    tls_merging = true;
-    if (nvanished) {
-        qsort(vanished, nvanished, sizeof *vanished, id_cmp);
-        owned_walk w = {.ids = vanished, .n = nvanished};
-        pthread_mutex_lock(&_ouro_arena_lock);
-        _ouro_arena_visit_abandoned_object_pools_locked(merge_owned_in_pool, &w);
-        pthread_mutex_unlock(&_ouro_arena_lock);
-        free(vanished);
-        dealloc_pending();
+    /* The kick node came over with the reclaimer's queue when it was pushed and had not run: it runs in
+     * the child, and pushing it again before would link it twice. */
+    atomic_store_explicit(&brc_kick_pending, _ouro_defer_child_queued(&brc_kick), memory_order_relaxed);
+    /* One walk of the abandoned pools for every vanished id; out of memory, one walk per id. */
+    uintptr_t *ids = nvanished ? _ouro_sys_malloc(nvanished * sizeof *ids) : NULL;
+    size_t n = 0;
+    for (brc_thread *t = gone; t; t = t->next) {
+        if (ids) ids[n++] = t->tid;
+        else brc_merge_vanished(&t->tid, 1);
     }
+    if (ids) {
+        qsort(ids, n, sizeof *ids, id_cmp);
+        brc_merge_vanished(ids, n);
+        free(ids);
+    }
+    for (brc_thread *t = gone, *next; t; t = next) {
+        next = t->next;
+        free(t);
+    }
+    tls_merging = true;
     brc_merge_chunks(orphans); /* after the walk: each drops its queued reference from a merged count */
     tls_merging = false;
 }
@@ -638,10 +721,14 @@ size_t ouro_sizeof(ouro_object *o) {
     }
     const ouro_type *t = o->type;
     if (t == &ouro_type_type) return sizeof(ouro_type); /* static or made by ouro_type_new */
-    size_t n = ouro_usable_size(o);
+    /* A static object (None, the bools, the small ints, static singletons) is no block of ouro's: its
+     * size is its type's, with its items when they follow it. */
+    bool block = _ouro_addrmap_get(o) != OURO_CHUNK_NONE;
+    size_t n = block ? ouro_usable_size(o) : t->basic_size;
     if (t->item_size) {
         ouro_varobject *v = (ouro_varobject *)o;
         if (v->items != (char *)o + t->basic_size) n += ouro_usable_size(v->items);
+        else if (!block) n += v->size * t->item_size;
     }
     if (t->extra_size) n += t->extra_size(o);
     return n;

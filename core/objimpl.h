@@ -105,6 +105,9 @@ OURO_INTERNAL extern _Atomic bool _ouro_gc_due;
  * whose count reaches zero are not freed (no user code while stopped): they are returned, linked
  * through word 0 (see ouro_dealloc's waiting list), for _ouro_dealloc_list once the world runs. */
 OURO_INTERNAL ouro_object *_ouro_refcount_merge_all_stopped(void);
+/* With the world stopped and every queue merged: o's owner (parked or offline) gives it up; its counts
+ * become one shared count (MERGED), so whichever thread drops the last reference frees it. */
+OURO_INTERNAL void _ouro_refcount_merge_stopped(ouro_object *o);
 OURO_INTERNAL void _ouro_dealloc_list(ouro_object *list);
 
 /* A heap type is being freed: ouro_type_stats_all no longer lists it. */

@@ -94,7 +94,8 @@ static void wr_atfork_child(void) {
 
 static pthread_once_t wr_once = PTHREAD_ONCE_INIT;
 static void wr_init(void) {
-    if (pthread_atfork(NULL, NULL, wr_atfork_child) != 0) _ouro_fatal("pthread_atfork failed");
+    if (_ouro_fork_child_hook_add(OURO_FORK_ORDER_WEAKREF, wr_atfork_child) != 0)
+        _ouro_fatal("cannot register the weakref fork hook: %s", ouro_err_message());
 }
 
 /* The link that points at r's list head in bucket b (the chain's end when r has none). Mutex held. */

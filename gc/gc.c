@@ -82,6 +82,10 @@ typedef struct {
 } gc_callback_entry;
 static gc_callback_entry gc_callbacks[MAX_CALLBACKS]; /* stats_lock */
 static ouro_object *gc_garbage; /* the garbage list, made on first use (stats_lock) */
+/* Runs of the callbacks (one collection at a time runs them): started and finished, so that a removal
+ * can wait for the run that may still be calling what it removed. */
+static uint64_t cb_runs_started, cb_runs_finished; /* stats_lock */
+static pthread_cond_t cb_run_done = PTHREAD_COND_INITIALIZER;
 
 static pthread_once_t gc_once = PTHREAD_ONCE_INIT;
 
@@ -112,7 +116,8 @@ static void gc_init(void) {
     _ouro_alloc_gc_retain(true);
     if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_GC, gc_thread_exit) != 0)
         _ouro_fatal("cannot register the collector's exit hook: %s", ouro_err_message());
-    if (pthread_atfork(NULL, NULL, gc_atfork_child) != 0) _ouro_fatal("pthread_atfork failed");
+    if (_ouro_fork_child_hook_add(OURO_FORK_ORDER_GC, gc_atfork_child) != 0)
+        _ouro_fatal("cannot register the collector's fork hook: %s", ouro_err_message());
 }
 
 /* The calling thread's young list, registered on first use; NULL when out of memory. */
@@ -276,6 +281,8 @@ static void gc_atfork_child(void) {
     pace_init();
     pthread_mutex_init(&young_lock, NULL);
     pthread_mutex_init(&stats_lock, NULL);
+    pthread_cond_init(&cb_run_done, NULL);
+    cb_runs_finished = cb_runs_started; /* a run on a vanished thread never finishes */
     if (!tls_in_gc) atomic_store(&gc_running, false);
 }
 
@@ -366,7 +373,7 @@ static void cand_add(ouro_object *o, void *arg) {
         size_t cap = s->cap ? s->cap * 2 : 4096;
         cand *v = _ouro_sys_realloc(s->v, cap * sizeof *v);
         if (!v) {
-            s->nomem = true; /* not a candidate: it survives, and so does what it refers to */
+            s->nomem = true; /* the collection gives up (collect_candidates) */
             return;
         }
         s->v = v;
@@ -383,13 +390,21 @@ static int visit_decref(ouro_object *child, void *arg) {
     return 0;
 }
 
+/* The mark's stack. When it cannot grow, the object is marked but not pushed (overflow): the mark
+ * then sweeps the candidates again, traversing every marked one, until a sweep marks nothing new, so
+ * a collection never needs memory to finish its mark (a sweep is O(candidates), paid only then). */
+typedef struct {
+    objvec stack;
+    bool overflow;
+} mark_ctx;
+
 static int visit_reach(ouro_object *child, void *arg) {
-    objvec *stack = arg;
+    mark_ctx *m = arg;
     if (!child) return 0;
     unsigned b = gc_bits_of(child);
     if ((b & (OURO_GC_CANDIDATE | OURO_GC_REACHABLE)) != OURO_GC_CANDIDATE) return 0;
     gc_bits_set(child, b | OURO_GC_REACHABLE);
-    if (!objvec_push(stack, child)) _ouro_fatal("gc: out of memory marking reachable objects");
+    if (!objvec_push(&m->stack, child)) m->overflow = true;
     return 0;
 }
 
@@ -397,17 +412,45 @@ static int visit_reach(ouro_object *child, void *arg) {
  * references, mark what is reachable from outside. Afterwards REACHABLE is set on the survivors. */
 static void find_unreachable(cand_set *s) {
     for (size_t i = 0; i < s->n; i++) gc_traverse(s->v[i].o, visit_decref, NULL);
-    objvec stack = {0};
+    mark_ctx m = {0};
     for (size_t i = 0; i < s->n; i++) {
         ouro_object *o = s->v[i].o;
         unsigned b = gc_bits_of(o);
         if (refs_of(o) > 0 && !(b & OURO_GC_REACHABLE)) {
             gc_bits_set(o, b | OURO_GC_REACHABLE);
-            if (!objvec_push(&stack, o)) _ouro_fatal("gc: out of memory marking reachable objects");
+            gc_traverse(o, visit_reach, &m);
         }
-        while (stack.n) gc_traverse(stack.v[--stack.n], visit_reach, &stack);
+        while (m.stack.n) gc_traverse(m.stack.v[--m.stack.n], visit_reach, &m);
     }
-    objvec_free(&stack);
+    while (m.overflow) { /* some marked objects were never traversed: sweep until nothing changes */
+        m.overflow = false;
+        for (size_t i = 0; i < s->n; i++) {
+            if (!(gc_bits_of(s->v[i].o) & OURO_GC_REACHABLE)) continue;
+            gc_traverse(s->v[i].o, visit_reach, &m);
+            while (m.stack.n) gc_traverse(m.stack.v[--m.stack.n], visit_reach, &m);
+        }
+    }
+    objvec_free(&m.stack);
+}
+
+/* Gives every candidate its word 0 back and clears the marks; compacts the garbage (the candidates
+ * not marked REACHABLE) into the front of the candidate array, reusing its memory (a cand is two
+ * words, an entry one), and returns it as an objvec: listing the garbage needs no memory. Survivors
+ * are handed to keep(o, arg) with their bits cleared. */
+static objvec cand_split(cand_set *s, void (*keep)(ouro_object *o, void *arg), void *arg) {
+    for (size_t i = 0; i < s->n; i++) __atomic_store_n(&s->v[i].o->tid, s->v[i].tid, __ATOMIC_RELAXED);
+    ouro_object **out = (ouro_object **)s->v; /* entry k is written after cand k / 2 <= i was read */
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        ouro_object *o = s->v[i].o;
+        unsigned b = gc_bits_of(o);
+        gc_bits_set(o, b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE));
+        if (b & OURO_GC_REACHABLE) keep(o, arg);
+        else out[k++] = o;
+    }
+    objvec garbage = {.v = out, .n = k, .cap = s->cap * 2};
+    if (!garbage.v) garbage.cap = 0;
+    return garbage;
 }
 
 /* What a collection hands from its stopped world to its running one. */
@@ -418,58 +461,77 @@ typedef struct {
     size_t candidates, survivors;
 } collect_out;
 
+static void survivor_up(ouro_object *o, void *arg) {
+    unsigned up = *(unsigned *)arg;
+    gc_bits_set(o, gc_with_gen(gc_bits_of(o), up));
+    if (up == 1 && !objvec_push(&gen1, o)) atomic_store(&young_lost, true);
+}
+
 /* The header form of the algorithm (cand_add's candidates, gc_refs in word 0): fills out->garbage
- * (unheld) and moves the survivors up a generation. */
-static void collect_candidates(int g, collect_out *out) {
+ * (unheld) and moves the survivors up a generation. Needs no memory beyond the candidate array; false
+ * when that cannot grow (every object is left as it was). */
+static bool collect_candidates(int g, collect_out *out) {
     cand_set s = {.maxgen = (unsigned)g};
     /* A full collection walks the pools, and so does one that lost track of young objects (a list
      * that could not grow): the walk finds every object of generations 0..g. */
-    bool walk = g == 2 || atomic_exchange(&young_lost, false);
+    bool lost = atomic_exchange(&young_lost, false), walk = g == 2 || lost;
     if (walk) walk_tracked(cand_add, &s);
     walk_young(walk ? NULL : cand_add, &s, false);
-    if (g >= 1) {
-        for (size_t i = 0; !walk && i < gen1.n; i++) cand_add(gen1.v[i], &s);
-        gen1.n = 0; /* its objects were candidates: survivors move on to generation 2 */
-    }
-    find_unreachable(&s);
-    /* Survivors move up; the rest is garbage. Every word 0 gets its owner id back first. */
-    unsigned up = g < 2 ? (unsigned)g + 1 : 2;
-    for (size_t i = 0; i < s.n; i++) __atomic_store_n(&s.v[i].o->tid, s.v[i].tid, __ATOMIC_RELAXED);
-    for (size_t i = 0; i < s.n; i++) {
-        ouro_object *o = s.v[i].o;
-        unsigned b = gc_bits_of(o);
-        if (b & OURO_GC_REACHABLE) {
-            gc_bits_set(o, gc_with_gen(b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE), up));
-            if (up == 1 && !objvec_push(&gen1, o)) atomic_store(&young_lost, true);
-        } else { /* generation 2, like the scan's: garbage that outlives the collection (SAVEALL, a
-                  * type without clear) is in no list, and only full collections find it there */
-            gc_bits_set(o, gc_with_gen(b & ~OURO_GC_CANDIDATE, 2));
-            if (!objvec_push(&out->garbage, o)) _ouro_fatal("gc: out of memory listing garbage");
+    for (size_t i = 0; g >= 1 && !walk && i < gen1.n; i++) cand_add(gen1.v[i], &s);
+    if (s.nomem) {
+        for (size_t i = 0; i < s.n; i++) {
+            __atomic_store_n(&s.v[i].o->tid, s.v[i].tid, __ATOMIC_RELAXED);
+            gc_bits_set(s.v[i].o, gc_bits_of(s.v[i].o) & ~OURO_GC_CANDIDATE);
         }
+        free(s.v);
+        if (lost) atomic_store(&young_lost, true);
+        return false;
     }
+    if (g >= 1) gen1.n = 0; /* its objects were candidates: survivors move on to generation 2 */
+    find_unreachable(&s);
+    unsigned up = g < 2 ? (unsigned)g + 1 : 2;
     out->candidates = s.n;
-    free(s.v);
+    out->garbage = cand_split(&s, survivor_up, &up);
+    /* Garbage goes to generation 2, like the scan's: what outlives the collection (SAVEALL, a type
+     * without clear, a collection that gives up) is in no list, and only full collections find it. */
+    for (size_t i = 0; i < out->garbage.n; i++) gc_bits_set(out->garbage.v[i], gc_with_gen(gc_bits_of(out->garbage.v[i]), 2));
+    return true;
 }
 
-/* The stopped part of a collection of generations 0..g. */
-static void collect_stopped(int g, collect_out *out) {
+/* The stopped part of a collection of generations 0..g. false (OURO_ERR_NOMEM set) when it gives up
+ * for want of memory: nothing is collected, every object stays as it was (generations aside). */
+static bool collect_stopped(int g, collect_out *out) {
     out->dead = _ouro_refcount_merge_all_stopped();
-    if (g == 2 && _ouro_gc_scan_full(&out->garbage, &out->candidates)) {
+    scan_result r = g == 2 ? _ouro_gc_scan_full(&out->garbage, &out->candidates) : SCAN_FALLBACK;
+    if (r == SCAN_OK) {
         gen1.n = 0;
         atomic_store(&young_lost, false);
-    } else {
-        collect_candidates(g, out);
+    }
+    bool ok = r == SCAN_OK || (r == SCAN_FALLBACK && collect_candidates(g, out));
+    /* The weakref callback lists need room before any referent is detached: all or nothing. */
+    size_t weak = 0;
+    for (size_t i = 0; ok && i < out->garbage.n; i++)
+        weak += (__atomic_load_n(&out->garbage.v[i]->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) != 0;
+    if (ok && weak && !(out->wr_calls.v = _ouro_sys_malloc(weak * sizeof *out->wr_calls.v))) ok = false;
+    out->wr_calls.cap = ok ? weak : 0;
+    if (!ok) { /* the garbage survives as it is, in generation 2; the young lists stay */
+        objvec_free(&out->garbage);
+        _ouro_err_set(OURO_ERR_NOMEM, "ouro_gc_collect: out of memory for the collection's work space; nothing collected");
+        return false;
     }
     walk_young(NULL, NULL, true); /* every young object was a candidate: the lists empty */
     out->survivors = out->candidates - out->garbage.n;
-    /* The garbage is held until the end (nothing of it is freed half way), and its weak references are
-     * cleared now: no get returns it after. */
+    /* The garbage is held until the end (nothing of it is freed half way), its counts are merged (its
+     * owners give it up: the collector's last decrement frees it here, not when an owner sleeping
+     * offline next reaches a safepoint), and its weak references are cleared now: no get returns it
+     * after. */
     for (size_t i = 0; i < out->garbage.n; i++) {
         ouro_object *o = out->garbage.v[i];
+        _ouro_refcount_merge_stopped(o);
         ouro_incref(o);
         if (__atomic_load_n(&o->flags, __ATOMIC_ACQUIRE) & OURO_OBJ_WEAKREFS) {
             ouro_object *calls = _ouro_weakref_detach(o);
-            if (calls && !objvec_push(&out->wr_calls, calls)) _ouro_fatal("gc: out of memory listing weakrefs");
+            if (calls) out->wr_calls.v[out->wr_calls.n++] = calls;
         }
     }
     if (g == 0) { /* keep the gen-1 list free of stale and duplicate entries */
@@ -497,14 +559,31 @@ static void collect_stopped(int g, collect_out *out) {
         long_lived_total = out->survivors;
         long_lived_pending = 0;
     }
+    return true;
+}
+
+static void resurrected_keep(ouro_object *o, void *arg) {
+    objvec *r = arg;
+    if (gc_bits_of(o) & OURO_GC_TRACKED) gc_bits_set(o, gc_with_gen(gc_bits_of(o), 2)); /* found by full collections */
+    r->v[r->n++] = o; /* room for every garbage object was made */
 }
 
 /* With the world stopped: drops from garbage the objects a finalizer resurrected (referenced from
- * outside the garbage, or reachable from one that is) and returns them. */
+ * outside the garbage, or reachable from one that is) and moves them to *resurrected. Out of memory,
+ * it takes every one for resurrected: none is cleared (they are freed by the collector's decrement,
+ * or found again by a later collection). */
 static void find_resurrected(objvec *garbage, objvec *resurrected) {
     cand_set s = {.maxgen = 2};
     s.v = _ouro_sys_malloc((garbage->n ? garbage->n : 1) * sizeof *s.v);
-    if (!s.v) _ouro_fatal("gc: out of memory checking for resurrection");
+    resurrected->v = _ouro_sys_malloc((garbage->n ? garbage->n : 1) * sizeof *resurrected->v);
+    if (!s.v || !resurrected->v) {
+        free(s.v);
+        free(resurrected->v);
+        *resurrected = *garbage;
+        *garbage = (objvec){0};
+        return;
+    }
+    resurrected->cap = garbage->n;
     s.cap = garbage->n;
     for (size_t i = 0; i < garbage->n; i++) {
         ouro_object *o = garbage->v[i];
@@ -513,21 +592,8 @@ static void find_resurrected(objvec *garbage, objvec *resurrected) {
         refs_set(o, gc_true_count(o) - 1); /* less the collector's own reference */
     }
     find_unreachable(&s);
-    size_t k = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        ouro_object *o = s.v[i].o;
-        __atomic_store_n(&o->tid, s.v[i].tid, __ATOMIC_RELAXED);
-        unsigned b = gc_bits_of(o);
-        gc_bits_set(o, b & ~(OURO_GC_CANDIDATE | OURO_GC_REACHABLE));
-        if (b & OURO_GC_REACHABLE) {
-            if (b & OURO_GC_TRACKED) gc_bits_set(o, gc_with_gen(gc_bits_of(o), 2)); /* found by full collections */
-            if (!objvec_push(resurrected, o)) _ouro_fatal("gc: out of memory listing resurrected objects");
-        } else {
-            garbage->v[k++] = o;
-        }
-    }
-    garbage->n = k;
-    free(s.v);
+    objvec_free(garbage);
+    *garbage = cand_split(&s, resurrected_keep, resurrected);
 }
 
 static void stop_world(void) {
@@ -542,9 +608,14 @@ static void run_callbacks(int phase, const ouro_gc_info *info) {
     gc_callback_entry cbs[MAX_CALLBACKS];
     pthread_mutex_lock(&stats_lock);
     memcpy(cbs, gc_callbacks, sizeof cbs);
+    cb_runs_started++;
     pthread_mutex_unlock(&stats_lock);
     for (int i = 0; i < MAX_CALLBACKS; i++)
         if (cbs[i].fn) cbs[i].fn(phase, info, cbs[i].arg);
+    pthread_mutex_lock(&stats_lock);
+    cb_runs_finished++;
+    pthread_cond_broadcast(&cb_run_done);
+    pthread_mutex_unlock(&stats_lock);
 }
 
 static ouro_object *garbage_list(void) {
@@ -572,10 +643,22 @@ static long collect(int g) {
     uint64_t t0 = now_ns();
     collect_out out = {0};
     stop_world();
-    collect_stopped(g, &out);
+    bool ok = collect_stopped(g, &out);
     start_world();
     uint64_t pause = now_ns() - t0;
     _ouro_dealloc_list(out.dead);
+    if (!ok) {
+        ouro_err err = ouro_err_occurred();
+        char message[256];
+        snprintf(message, sizeof message, "%s", ouro_err_message());
+        if (debug & OURO_GC_DEBUG_STATS) fprintf(stderr, "gc: generation %d: %s\n", g, message);
+        info.collected = -1;
+        info.duration_ns = now_ns() - t0;
+        run_callbacks(OURO_GC_STOP, &info);
+        tls_in_gc = false;
+        _ouro_err_set(err, "%s", message); /* the callbacks may have set another */
+        return -1;
+    }
     for (size_t i = 0; i < out.wr_calls.n; i++) _ouro_weakref_call(out.wr_calls.v[i]);
     objvec_free(&out.wr_calls);
     /* Finalizers, once per object (PEP 442); then a second look for what they resurrected. */
@@ -823,7 +906,16 @@ int ouro_gc_callback_remove(ouro_gc_callback fn, void *arg) {
         if (gc_callbacks[i].fn == fn && gc_callbacks[i].arg == arg && fn) {
             gc_callbacks[i].fn = NULL;
             gc_callbacks[i].arg = NULL;
+            uint64_t running = cb_runs_started;
+            bool wait = !tls_in_gc && cb_runs_finished < running; /* from a callback: its own run */
             pthread_mutex_unlock(&stats_lock);
+            if (wait) { /* until the run that copied the entry is over; offline, as it may stop the world */
+                bool offline = _ouro_tls_thread && ouro_offline_begin() == 0;
+                pthread_mutex_lock(&stats_lock);
+                while (cb_runs_finished < running) pthread_cond_wait(&cb_run_done, &stats_lock);
+                pthread_mutex_unlock(&stats_lock);
+                if (offline) ouro_offline_end();
+            }
             return 0;
         }
     pthread_mutex_unlock(&stats_lock);

@@ -62,11 +62,13 @@ OURO_INTERNAL void _ouro_gc_visit_pools(ouro_pool_visit_fn fn, void *arg);
 /* ---- scan.c ------------------------------------------------------------------------------------------- */
 
 /* The full collection's mark, world stopped and every refcount queue merged: finds the garbage among
- * every tracked object of every generation (not frozen, mortal, count > 0: the candidates), appends it
- * to *garbage, and moves every candidate to generation 2. Sets *candidates. false when out of memory
- * for its tables, or past 2^32 blocks or references (nothing changed but generations, to 2: the caller
- * falls back to the header-based collection). */
-OURO_INTERNAL bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates);
+ * every tracked object of every generation (not frozen, mortal, count > 0: the candidates), lists it
+ * in *garbage, and moves every candidate to generation 2. Sets *candidates. SCAN_FALLBACK when out of
+ * memory for its tables, or past 2^32 blocks or references (nothing changed but generations, to 2:
+ * the caller falls back to the header-based collection); SCAN_NOMEM when the mark is done but there
+ * is no memory to list the garbage (nothing changed but generations: the collection gives up). */
+typedef enum { SCAN_OK, SCAN_FALLBACK, SCAN_NOMEM } scan_result;
+OURO_INTERNAL scan_result _ouro_gc_scan_full(objvec *garbage, size_t *candidates);
 
 /* A fork child: the scan's helper thread is gone (it starts again when needed). */
 OURO_INTERNAL void _ouro_gc_scan_atfork_child(void);

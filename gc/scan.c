@@ -266,10 +266,13 @@ typedef struct {
     size_t n, cap;
 } u32vec;
 
-/* Marks REACH the unmarked candidate targets of entry x's references; pushes those behind cursor. */
-static void mark_refs(size_t x, size_t cursor, u32vec *stack) {
+/* Marks REACH the unmarked candidate targets of entry x's references; pushes those behind cursor
+ * (the sweep reaches the others itself). A push that finds no memory sets overflow: that entry is
+ * marked but its references are not followed until pass_mark sweeps again. */
+static void mark_refs(size_t x, size_t cursor, u32vec *stack, bool *overflow) {
     const worker *w = &scan.workers[0];
     while (x >= w->hi) w++;
+    if (!w->edges) return; /* a worker without references */
     int64_t *side = scan.side;
     const uint32_t *e = w->edges + (x == w->lo ? 0 : scan.ends[x - 1]), *end = w->edges + scan.ends[x];
     for (; e < end; e++) {
@@ -277,39 +280,60 @@ static void mark_refs(size_t x, size_t cursor, u32vec *stack) {
         int64_t v = side[k];
         if (v == REACH || v >= NONCAND_MIN) continue;
         side[k] = REACH;
-        if (k < cursor && !u32_push(&stack->v, &stack->n, &stack->cap, k))
-            _ouro_fatal("gc: out of memory marking reachable objects");
+        if (k < cursor && !u32_push(&stack->v, &stack->n, &stack->cap, k)) *overflow = true;
     }
 }
 
-/* Pass 2: marks REACH every candidate reachable from one with gc_refs > 0. Reads only the tables. */
+/* Pass 2: marks REACH every candidate reachable from one with gc_refs > 0. Reads only the tables.
+ * Needs no memory to finish: after a stack overflow it sweeps every REACH entry again until a sweep
+ * overflows no more (each overflowing sweep marks something new). */
 static void pass_mark(void) {
     int64_t *side = scan.side;
     u32vec stack = {0};
+    bool overflow = false;
     for (size_t j = 0; j < scan.nentries; j++) {
         int64_t v = side[j];
         if (v != REACH) {
             if (v <= 0 || v >= NONCAND_MIN) continue; /* garbage unless reached later, or no candidate */
             side[j] = REACH;
         }
-        mark_refs(j, j, &stack);
-        while (stack.n) mark_refs(stack.v[--stack.n], j, &stack);
+        mark_refs(j, j, &stack, &overflow);
+        while (stack.n) mark_refs(stack.v[--stack.n], j, &stack, &overflow);
+    }
+    while (overflow) {
+        overflow = false;
+        for (size_t j = 0; j < scan.nentries; j++) {
+            if (side[j] != REACH) continue;
+            mark_refs(j, scan.nentries, &stack, &overflow);
+            while (stack.n) mark_refs(stack.v[--stack.n], scan.nentries, &stack, &overflow);
+        }
     }
     free(stack.v);
 }
 
 /* ---- pass 3: the garbage ---------------------------------------------------------------------------- */
 
-static void pass_sort(objvec *garbage) {
-    for (size_t p = 0; p < scan.npools; p++) {
-        scan_pool *sp = &scan.pools[p];
-        const int64_t *e = scan.side + sp->base;
-        for (size_t i = 0; i < sp->carved; i++) {
-            if (e[i] == REACH || e[i] >= NONCAND_MIN) continue;
-            if (!objvec_push(garbage, (ouro_object *)(sp->data + i * sp->block_size)))
-                _ouro_fatal("gc: out of memory listing garbage");
+/* Lists the garbage (room for all of it is made first); false when there is no memory for the list. */
+static bool pass_sort(objvec *garbage) {
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t p = 0; p < scan.npools; p++) {
+            scan_pool *sp = &scan.pools[p];
+            const int64_t *e = scan.side + sp->base;
+            for (size_t i = 0; i < sp->carved; i++) {
+                if (e[i] == REACH || e[i] >= NONCAND_MIN) continue;
+                if (pass == 0) n++;
+                else garbage->v[garbage->n++] = (ouro_object *)(sp->data + i * sp->block_size);
+            }
+        }
+        if (pass == 0 && n > garbage->cap) {
+            ouro_object **v = _ouro_sys_realloc(garbage->v, n * sizeof *v);
+            if (!v) return false;
+            garbage->v = v;
+            garbage->cap = n;
         }
     }
+    return true;
 }
 
 /* ---- the helper thread ----------------------------------------------------------------------------- */
@@ -395,8 +419,8 @@ void _ouro_gc_scan_atfork_child(void) {
     helper.state = 0; /* the helper did not survive the fork */
 }
 
-bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
-    if (!tables_prepare()) return false;
+scan_result _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
+    if (!tables_prepare()) return SCAN_FALLBACK;
     bool parallel = scan.nentries >= PARALLEL_MIN && helper_ready();
     workers_split(parallel ? 2 : 1);
     slots_set(true);
@@ -409,7 +433,7 @@ bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
     for (size_t w = 0; w < NWORKERS; w++) nomem |= scan.workers[w].nomem;
     if (nomem) { /* the header form starts over; pass 1 changed only generations (to 2: harmless) */
         slots_set(false);
-        return false;
+        return SCAN_FALLBACK;
     }
     if (parallel) { /* each half takes the other's subtractions: the two write disjoint entries */
         helper_start(TASK_REMOTE);
@@ -417,7 +441,7 @@ bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
         helper_wait();
     }
     pass_mark();
-    pass_sort(garbage);
+    bool listed = pass_sort(garbage);
     slots_set(false);
     for (size_t w = 0; w < NWORKERS; w++) { /* a heap that shrank gives back the arrays it no longer needs */
         worker *wk = &scan.workers[w];
@@ -425,5 +449,5 @@ bool _ouro_gc_scan_full(objvec *garbage, size_t *candidates) {
         array_fit((void **)&wk->remote, &wk->remote_cap, wk->nremote, sizeof *wk->remote);
     }
     array_fit((void **)&scan.pools, &scan.pools_cap, scan.npools, sizeof *scan.pools);
-    return true;
+    return listed ? SCAN_OK : SCAN_NOMEM;
 }

@@ -26,6 +26,14 @@ static void idle_ms(long ms) {
     sleep_ms(ms);
 }
 
+/* Joins t offline when the caller is attached: a grace period (the reclaimer's) must not wait for it. */
+static void join_offline(pthread_t t) {
+    bool offline = ouro_offline_begin() == 0;
+    ouro_err_clear();
+    pthread_join(t, NULL);
+    if (offline) ouro_offline_end();
+}
+
 /* Runs fn in a child (alarm armed) and asserts it exited 0; prints what it said otherwise. */
 static void expect_child_ok(void (*fn)(void), const char *name) {
     char out[8192];
@@ -213,7 +221,7 @@ static void test_fork_child_one_reclaimer(void **state) {
     while (atomic_load(&worker_ready) != W) idle_ms(1);
     for (int i = 0; i < 5; i++) expect_child_ok(child_one_reclaimer, "fork_child_one_reclaimer");
     atomic_store(&worker_go, 1);
-    for (int i = 0; i < W; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < W; i++) join_offline(t[i]);
 }
 
 /* ---- 3. a fork child does not follow a barrier node on a vanished thread's stack ------------------ */
@@ -240,7 +248,7 @@ static void child_after_barrier_fork(void) {
     alarm(CHILD_ALARM_S);
     pthread_t s[4];
     for (int i = 0; i < 4; i++) pthread_create(&s[i], NULL, scribbler, NULL);
-    for (int i = 0; i < 4; i++) pthread_join(s[i], NULL);
+    for (int i = 0; i < 4; i++) join_offline(s[i]);
     long before = atomic_load(&counted);
     CHILD_CHECK(ouro_defer(count_cb, NULL) == 0, 2);
     CHILD_CHECK(ouro_defer_barrier() == 0, 3);
@@ -259,7 +267,7 @@ static void test_fork_drops_vanished_barrier(void **state) {
     idle_ms(50); /* they are inside ouro_defer_barrier, offline */
     expect_child_ok(child_after_barrier_fork, "fork_drops_vanished_barrier");
     atomic_store(&block_release, 1);
-    for (int i = 0; i < W; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < W; i++) join_offline(t[i]);
 }
 
 /* ---- 4. the refcount module's kick node after fork ------------------------------------------------ */
@@ -288,7 +296,7 @@ static void child_after_kick_fork(void) {
     /* The child's fresh thread drops objects the (surviving) main thread owns: each queues to it. */
     pthread_t t;
     pthread_create(&t, NULL, drop_kick_objs, NULL);
-    pthread_join(t, NULL);
+    join_offline(t);
     CHILD_CHECK(ouro_defer_barrier() == 0, 2);
     long got = atomic_load(&counted);
     if (got != KICK_DEFERS) fprintf(stderr, "%ld deferred callbacks ran in the child, expected %d\n", got, KICK_DEFERS);
@@ -310,7 +318,7 @@ static void test_fork_kick_node_stays_queued(void **state) {
     ouro_incref(kick_one);
     pthread_t t;
     pthread_create(&t, NULL, drop_one, kick_one);
-    pthread_join(t, NULL);
+    join_offline(t);
     for (int i = KICK_DEFERS / 2; i < KICK_DEFERS; i++) assert_int_equal(ouro_defer(count_cb, NULL), 0);
     for (int i = 0; i < KICK_OBJS; i++) {
         kick_objs[i] = ouro_float_from(i + 0.25);
@@ -382,7 +390,7 @@ static void child_fini_refused(void) {
     if (before != after) fprintf(stderr, "a refused ouro_fini took the thread count from %d to %d\n", before, after);
     CHILD_CHECK(before == after, 5);
     atomic_store(&worker_go, 1);
-    pthread_join(t, NULL);
+    join_offline(t);
     CHILD_CHECK(ouro_fini() == 0, 6);
     _exit(0);
 }
@@ -410,7 +418,7 @@ static void child_unattached_stopper(void) {
     alarm(CHILD_ALARM_S);
     pthread_t t;
     pthread_create(&t, NULL, unattached_stopper_uses_objects, NULL);
-    pthread_join(t, NULL);
+    join_offline(t);
     CHILD_CHECK(atomic_load(&unattached_result) >= 0, 2);
     _exit(0);
 }
@@ -427,7 +435,7 @@ static void child_unattached_stopper_exits(void) {
     pthread_t t;
     ouro_offline_begin();
     pthread_create(&t, NULL, unattached_stopper_exits, NULL);
-    pthread_join(t, NULL);
+    join_offline(t);
     ouro_offline_end(); /* parks while the world is stopped: the exit must have started it */
     CHILD_CHECK(ouro_stop_the_world("after") == 0 && ouro_start_the_world() == 0, 3);
     _exit(0);
@@ -491,7 +499,7 @@ static void child_heap_visible(void) {
     if (found != EXIT_GC_OBJS) fprintf(stderr, "get_objects found %d of the exiting thread's %d objects\n", found, EXIT_GC_OBJS);
     CHILD_CHECK(found == EXIT_GC_OBJS, 4);
     atomic_store(&xwait_release, 1);
-    pthread_join(t, NULL);
+    join_offline(t);
     for (int i = 0; i < EXIT_GC_OBJS; i++) ouro_decref(exit_gc_objs[i]);
     CHILD_CHECK(live_of(node_type) == 0 && live_of(xwait_type) == 0, 5);
     _exit(0);
@@ -576,7 +584,7 @@ static void child_merged_underflow(void) {
     while (!atomic_load(&worker_ready)) idle_ms(1);
     ouro_decref(o); /* the owner's last local reference: merged, count 1 */
     atomic_store(&worker_go, 1);
-    pthread_join(t, NULL);
+    join_offline(t);
     _exit(0);
 }
 
@@ -612,7 +620,7 @@ static void test_gc_callback_remove_waits(void **state) {
     while (!atomic_load(&cb_entered)) idle_ms(1);
     assert_int_equal(ouro_gc_callback_remove(slow_gc_callback, &cb_finished), 0);
     assert_int_equal(atomic_load(&cb_finished), 1); /* it had returned: arg may go now */
-    pthread_join(t, NULL);
+    join_offline(t);
 }
 
 /* ---- 9. out of memory falls back ------------------------------------------------------------------ */
@@ -641,7 +649,7 @@ static void child_queue_oom(void) {
     while (!atomic_load(&worker_ready)) idle_ms(1);
     ouro_debug_fail_malloc(1);
     atomic_store(&worker_go, 1);
-    pthread_join(t, NULL);
+    join_offline(t);
     ouro_debug_fail_malloc(0);
     CHILD_CHECK(live_of(node_type) == 1 && ouro_refcount(o) == 1, 3);
     ouro_decref(o);
@@ -735,7 +743,7 @@ static void child_garbage_freed_now(void) {
     sleep_done = 1;
     pthread_cond_broadcast(&sleep_cond);
     pthread_mutex_unlock(&sleep_lock);
-    for (int i = 0; i < SLEEPERS; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < SLEEPERS; i++) join_offline(t[i]);
     _exit(0);
 }
 

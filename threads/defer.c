@@ -35,9 +35,11 @@ static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER; /* sleep and wake-up o
 static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;   /* work arrived / reclaimer should exit */
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER; /* a barrier's node ran */
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER; /* around ouro's synchronize_rcu() calls */
-static pid_t reclaimer_pid;     /* qlock: the process whose reclaimer runs (0: none) */
+static pid_t reclaimer_pid;     /* qlock: the process whose reclaimer runs (0: none; the reclaimer
+                                 * clears it itself, under qlock, when it leaves an empty queue) */
 static pthread_t reclaimer;     /* qlock */
 static bool reclaimer_exit;     /* qlock: ouro_fini asks it to leave */
+static bool reclaimer_hold;     /* qlock: a fork child rebuilding its state: start no thread yet */
 static __thread bool tls_is_reclaimer;
 
 /* The C11 edge of a grace period (see the head comment). The caller is offline and holds no lock, or
@@ -70,13 +72,29 @@ static void defer_run_batch(void) {
     }
 }
 
+/* Leaves for good when the queue is still empty once the thread has detached (its detach's exit hooks
+ * may defer: its heap's emptied object pools). Returns false when work arrived meanwhile: the thread
+ * attaches again and goes on. Deciding under qlock closes the gap: a push that finds the queue empty
+ * after this takes qlock and, seeing no reclaimer, starts one. */
+static bool defer_leave(void) {
+    ouro_thread_detach();
+    pthread_mutex_lock(&qlock);
+    bool empty = ouro_load_relaxed(&defer_head) == NULL;
+    if (empty) reclaimer_pid = 0;
+    pthread_mutex_unlock(&qlock);
+    if (!empty && ouro_thread_attach() != 0) _ouro_fatal("the reclaimer thread cannot attach again: %s", ouro_err_message());
+    if (!empty) _ouro_tls_thread->internal = true;
+    return empty;
+}
+
 static void *defer_reclaimer(void *arg) {
     (void)arg;
     tls_is_reclaimer = true;
     if (ouro_thread_attach() != 0) _ouro_fatal("the reclaimer thread cannot attach: %s", ouro_err_message());
+    _ouro_tls_thread->internal = true;
     ouro_thread_set_name("ouro-reclaim");
-    ouro_thread_t *me = _ouro_tls_thread;
     for (;;) {
+        ouro_thread_t *me = _ouro_tls_thread;
         if (!ouro_load_relaxed(&defer_head)) {
             _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
             pthread_mutex_lock(&qlock);
@@ -84,7 +102,8 @@ static void *defer_reclaimer(void *arg) {
             bool leave = reclaimer_exit && !ouro_load_relaxed(&defer_head);
             pthread_mutex_unlock(&qlock);
             _ouro_thread_come_online(me);
-            if (leave) break;
+            if (leave && defer_leave()) return NULL;
+            continue;
         }
         /* Online, no safepoint until inflight holds the batch: a stop sees either both or neither. */
         ouro_defer_node *stack = atomic_exchange_explicit(&defer_head, NULL, memory_order_acquire); /* pairs with the push CAS */
@@ -99,13 +118,11 @@ static void *defer_reclaimer(void *arg) {
         _ouro_defer_synchronize();
         defer_run_batch();
     }
-    ouro_thread_detach();
-    return NULL;
 }
 
 /* Starts the reclaimer of this process if it has none (qlock held). */
 static void defer_start_locked(void) {
-    if (reclaimer_pid == getpid()) return;
+    if (reclaimer_pid == getpid() || reclaimer_hold) return;
     _ouro_runtime_init(); /* fork handlers: the reclaimer's state must be reset in a child */
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -216,12 +233,11 @@ void _ouro_defer_shutdown(void) {
     ouro_thread_t *me = _ouro_tls_thread;
     bool online = me && me->offline_depth == 0;
     if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
-    pthread_join(t, NULL);
+    pthread_join(t, NULL); /* it cleared reclaimer_pid itself; a push since may have started another */
     if (online) _ouro_thread_come_online(me);
-    pthread_mutex_lock(&qlock);
-    reclaimer_pid = 0;
-    pthread_mutex_unlock(&qlock);
 }
+
+bool _ouro_defer_on_reclaimer(void) { return tls_is_reclaimer; }
 
 /* ---- fork ------------------------------------------------------------------------------------------------ */
 
@@ -234,35 +250,44 @@ void _ouro_defer_before_fork(void) {
     pthread_mutex_lock(&gp_lock);
 }
 
-void _ouro_defer_after_fork(bool child) {
-    if (!child) {
-        pthread_mutex_unlock(&gp_lock);
-        return;
-    }
+void _ouro_defer_after_fork_parent(void) { pthread_mutex_unlock(&gp_lock); }
+
+void _ouro_defer_child_reset(void) {
     /* The child's only thread: the reclaimer is gone; its batch (whole: it was stopped) waits for a grace
-     * period again, ahead of what was pushed meanwhile. A waiting barrier's thread is gone too. */
+     * period again, ahead of what was pushed meanwhile. Waiting barriers' threads are gone too: their
+     * nodes live on stacks the child's new threads will reuse, so they leave the queue. */
     pthread_mutex_init(&qlock, NULL);
     pthread_mutex_init(&gp_lock, NULL);
     pthread_cond_init(&qcond, NULL);
     pthread_cond_init(&done_cond, NULL);
     reclaimer_pid = 0;
     reclaimer_exit = false;
-    if (inflight) { /* the stack runs newest to oldest: the batch, reversed, goes below what it holds */
-        ouro_defer_node *older = NULL;
-        for (ouro_defer_node *n = inflight, *next; n; n = next) {
-            next = n->next;
-            n->next = older;
-            older = n;
-        }
-        ouro_defer_node *top = ouro_load_relaxed(&defer_head);
-        if (top) {
-            ouro_defer_node *last = top;
-            while (last->next) last = last->next;
-            last->next = older;
-        } else {
-            ouro_store_relaxed(&defer_head, older);
-        }
-        inflight = NULL;
+    reclaimer_hold = true;
+    ouro_defer_node *older = NULL; /* the inflight batch, reversed: it goes below what the stack holds */
+    for (ouro_defer_node *n = inflight, *next; n; n = next) {
+        next = n->next;
+        n->next = older;
+        older = n;
     }
+    inflight = NULL;
+    ouro_defer_node **link = (ouro_defer_node **)&defer_head; /* the child's only thread: plain access */
+    while (*link) link = &(*link)->next;
+    *link = older;
+    for (link = (ouro_defer_node **)&defer_head; *link;) {
+        if ((*link)->fn == defer_barrier_run) *link = (*link)->next;
+        else link = &(*link)->next;
+    }
+}
+
+void _ouro_defer_child_resume(void) {
+    pthread_mutex_lock(&qlock);
+    reclaimer_hold = false;
     if (ouro_load_relaxed(&defer_head)) defer_start_locked();
+    pthread_mutex_unlock(&qlock);
+}
+
+bool _ouro_defer_child_queued(const ouro_defer_node *node) {
+    for (ouro_defer_node *n = ouro_load_relaxed(&defer_head); n; n = n->next)
+        if (n == node) return true;
+    return false;
 }

@@ -21,6 +21,7 @@
 
 #include "core/atomic.h"
 #include "core/debug.h"
+#include "core/defer.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -41,6 +42,7 @@ struct ouro_thread_s {
     struct ouro_heap_s *heap;   /* the thread's heap (fork: abandoned in the child) */
     int offline_depth;          /* nested offline sections (the thread only) */
     bool stopper;               /* holds the stop (the thread only) */
+    bool internal;              /* ouro's own thread (the reclaimer): ouro_fini does not wait for it */
     pid_t os_tid;               /* for diagnostics */
     char name[32];              /* for diagnostics (the thread writes under registry_lock) */
     ouro_thread_t *next, *prev; /* the registry (registry_lock) */
@@ -72,6 +74,19 @@ enum {
     OURO_EXIT_ORDER_HEAP = 100,    /* alloc/: abandon the heap to the arena (last) */
 };
 OURO_INTERNAL int _ouro_thread_exit_hook_add(int order, void (*fn)(void));
+
+/* fork() child hooks: run by threads/fork.c's child handler, in ascending order, on the child's only
+ * thread, once the threads module has rebuilt its own state (the registry holds only the forking
+ * thread; vanished threads' heaps are abandoned; liburcu and the parking lot are reset) and before any
+ * thread is started (the reclaimer starts after them). A hook re-creates the locks a vanished thread
+ * may have held and forgets the vanished threads. Modules register theirs once, at their start-up. */
+enum {
+    OURO_FORK_ORDER_WEAKREF = 10,  /* core/weakref.c: its bucket mutexes (frees below clear weakrefs) */
+    OURO_FORK_ORDER_GC = 15,       /* gc/: its locks, the scan's helper, a collection that vanished */
+    OURO_FORK_ORDER_REFCOUNT = 20, /* core/object.c: merges the vanished threads' objects (may free) */
+};
+OURO_INTERNAL int _ouro_fork_child_hook_add(int order, void (*fn)(void));
+OURO_INTERNAL void _ouro_fork_run_child_hooks(void);
 
 /* A function the safepoint slow path calls last, online, outside any lock (core/ merges the objects
  * queued to the thread there). Set once at start-up. */
@@ -106,9 +121,20 @@ OURO_INTERNAL void _ouro_stw_start_after_fork(bool child, bool stopped);
 OURO_INTERNAL void _ouro_defer_synchronize(void);
 /* fork(): the reclaimer's lock and batch (prepare, parent, child). */
 OURO_INTERNAL void _ouro_defer_before_fork(void);
-OURO_INTERNAL void _ouro_defer_after_fork(bool child);
+OURO_INTERNAL void _ouro_defer_after_fork_parent(void);
 /* ouro_fini: runs what is queued and stops the reclaimer thread. */
 OURO_INTERNAL void _ouro_defer_shutdown(void);
+/* true on the reclaimer thread (inside a deferred callback). */
+OURO_INTERNAL bool _ouro_defer_on_reclaimer(void);
+/* fork() child: before anything else, resets the reclaimer's state and holds its start (pushes queue
+ * work without starting a thread); the batch in flight goes back in front of the queue, and barrier
+ * nodes (on vanished threads' stacks: no thread of the child is waiting in a barrier) are dropped. */
+OURO_INTERNAL void _ouro_defer_child_reset(void);
+/* fork() child, last: starts the reclaimer when work is queued. */
+OURO_INTERNAL void _ouro_defer_child_resume(void);
+/* fork() child: true when node is queued (the carried-over queue), for modules that keep a node's
+ * "pending" flag. */
+OURO_INTERNAL bool _ouro_defer_child_queued(const ouro_defer_node *node);
 
 /* lock.c: fork() child: resets the parking lot (its waiters are gone). */
 OURO_INTERNAL void _ouro_lock_after_fork_child(void);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define _LGPL_SOURCE
@@ -48,7 +49,24 @@ static void stw_init(void) {
     pthread_condattr_destroy(&attr);
 }
 
-void _ouro_stw_init(void) { pthread_once(&stw_once, stw_init); }
+/* A thread that never attached and exits holding a stop would leave the world stopped for good: this
+ * key's destructor (set while such a thread holds a stop) warns and starts it. Attached threads are
+ * handled by their detach at exit (threads/thread.c). */
+static pthread_key_t stopper_key;
+
+static void stw_stopper_exit(void *arg) {
+    (void)arg;
+    if (!_ouro_tls_holds_stop) return;
+    _ouro_warn("thread %d exits holding a stop of the world; starting it", (int)syscall(SYS_gettid));
+    ouro_start_the_world();
+}
+
+static void stw_once_init(void) {
+    stw_init();
+    if (pthread_key_create(&stopper_key, stw_stopper_exit) != 0) _ouro_fatal("pthread_key_create failed");
+}
+
+void _ouro_stw_init(void) { pthread_once(&stw_once, stw_once_init); }
 static struct {
     bool started;       /* this process has a watchdog (reset in a fork child) */
     bool armed;         /* a stop is waiting for threads */
@@ -243,6 +261,7 @@ static void stw_stop(ouro_thread_t *me, const char *reason) {
     }
     stw_watch(false, NULL);
     _ouro_tls_holds_stop = true;
+    if (!me) pthread_setspecific(stopper_key, (void *)1); /* its exit starts the world (stw_stopper_exit) */
 }
 
 int ouro_stop_the_world(const char *reason) {
@@ -266,6 +285,7 @@ int ouro_start_the_world(void) {
     pthread_mutex_unlock(&park_lock);
     pthread_mutex_unlock(&_ouro_registry_lock);
     if (me) me->stopper = false;
+    else pthread_setspecific(stopper_key, NULL);
     _ouro_tls_holds_stop = false;
     pthread_mutex_unlock(&stw_lock);
     return 0;

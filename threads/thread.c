@@ -40,43 +40,66 @@ static void registry_unlock_online(ouro_thread_t *me, bool online) {
     if (online) _ouro_thread_come_online(me);
 }
 
-/* ---- exit hooks ----------------------------------------------------------------------------------------- */
+/* ---- hooks: at thread exit, in a fork child ------------------------------------------------------------ */
 
-enum { EXIT_HOOKS_MAX = 8 };
+enum { HOOKS_MAX = 8 };
 typedef struct {
     int order;
     void (*fn)(void);
-} exit_hook;
-static exit_hook exit_hooks[EXIT_HOOKS_MAX]; /* exit_hooks_lock; sorted by order */
-static unsigned exit_hooks_n;                /* exit_hooks_lock */
-static pthread_mutex_t exit_hooks_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf */
+} hook;
+typedef struct {
+    pthread_mutex_t lock; /* a leaf */
+    const char *what;
+    unsigned n;
+    hook h[HOOKS_MAX]; /* sorted by order */
+} hook_table;
 
-int _ouro_thread_exit_hook_add(int order, void (*fn)(void)) {
+static hook_table exit_hooks = {.lock = PTHREAD_MUTEX_INITIALIZER, .what = "exit hook"};
+static hook_table fork_child_hooks = {.lock = PTHREAD_MUTEX_INITIALIZER, .what = "fork child hook"};
+
+static int hook_add(hook_table *t, int order, void (*fn)(void)) {
     if (!fn) {
-        _ouro_err_set(OURO_ERR_INVALID, "exit hook: fn is NULL");
+        _ouro_err_set(OURO_ERR_INVALID, "%s: fn is NULL", t->what);
         return -1;
     }
-    pthread_mutex_lock(&exit_hooks_lock);
-    if (exit_hooks_n == EXIT_HOOKS_MAX) {
-        pthread_mutex_unlock(&exit_hooks_lock);
-        _ouro_err_set(OURO_ERR_STATE, "exit hook: %d hooks registered already", EXIT_HOOKS_MAX);
+    pthread_mutex_lock(&t->lock);
+    if (t->n == HOOKS_MAX) {
+        pthread_mutex_unlock(&t->lock);
+        _ouro_err_set(OURO_ERR_STATE, "%s: %d hooks registered already", t->what, HOOKS_MAX);
         return -1;
     }
-    unsigned i = exit_hooks_n++;
-    for (; i > 0 && exit_hooks[i - 1].order > order; i--) exit_hooks[i] = exit_hooks[i - 1];
-    exit_hooks[i] = (exit_hook){order, fn};
-    pthread_mutex_unlock(&exit_hooks_lock);
+    unsigned i = t->n++;
+    for (; i > 0 && t->h[i - 1].order > order; i--) t->h[i] = t->h[i - 1];
+    t->h[i] = (hook){order, fn};
+    pthread_mutex_unlock(&t->lock);
     return 0;
 }
 
 /* Runs a copy of the table (hooks may be registered meanwhile; a hook may take any lock). */
-static void thread_run_exit_hooks(void) {
-    exit_hook copy[EXIT_HOOKS_MAX];
-    pthread_mutex_lock(&exit_hooks_lock);
-    unsigned n = exit_hooks_n;
-    memcpy(copy, exit_hooks, n * sizeof copy[0]);
-    pthread_mutex_unlock(&exit_hooks_lock);
+static void hooks_run(hook_table *t) {
+    hook copy[HOOKS_MAX];
+    pthread_mutex_lock(&t->lock);
+    unsigned n = t->n;
+    memcpy(copy, t->h, n * sizeof copy[0]);
+    pthread_mutex_unlock(&t->lock);
     for (unsigned i = 0; i < n; i++) copy[i].fn();
+}
+
+int _ouro_thread_exit_hook_add(int order, void (*fn)(void)) { return hook_add(&exit_hooks, order, fn); }
+int _ouro_fork_child_hook_add(int order, void (*fn)(void)) { return hook_add(&fork_child_hooks, order, fn); }
+
+void _ouro_fork_run_child_hooks(void) {
+    pthread_mutex_init(&fork_child_hooks.lock, NULL); /* a vanished thread may have held it */
+    pthread_mutex_init(&exit_hooks.lock, NULL);
+    hooks_run(&fork_child_hooks);
+}
+
+/* The heap's exit hook: the record names the heap until it is abandoned, so a stop, a collection's
+ * pool walk or a fork that happens while the earlier hooks run (their deallocs may reach safepoints)
+ * sees the thread's pools; abandoning polls no safepoint, so nobody sees the heap half handed over. */
+static void thread_heap_exit(void) {
+    _ouro_alloc_thread_exit();
+    _ouro_tls_thread->heap = NULL;
 }
 
 /* alloc's heap destructor ran before ours: the whole detach happens now, so that the heap is abandoned
@@ -99,7 +122,7 @@ static void thread_global_init(void) {
     if (pthread_key_create(&thread_exit_key, thread_exit) != 0) _ouro_fatal("pthread_key_create failed");
     _ouro_stw_init();
     _ouro_fork_init();
-    if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_HEAP, _ouro_alloc_thread_exit) != 0)
+    if (_ouro_thread_exit_hook_add(OURO_EXIT_ORDER_HEAP, thread_heap_exit) != 0)
         _ouro_fatal("cannot register the heap's exit hook: %s", ouro_err_message());
     ouro_store_release(&_ouro_alloc_exit_guard, thread_exit_guard); /* pairs with heap_thread_exit() */
 }
@@ -124,6 +147,10 @@ int ouro_init(const ouro_config *cfg) {
 
 int ouro_thread_attach(void) {
     if (_ouro_tls_thread) return 0;
+    if (_ouro_tls_holds_stop) { /* registry_lock is the stop's: attaching would wait for ourselves */
+        _ouro_err_set(OURO_ERR_STATE, "ouro_thread_attach: the calling thread holds a stop of the world (attach before stopping it)");
+        return -1;
+    }
     _ouro_runtime_init();
     ouro_thread_t *me = _ouro_sys_calloc(1, sizeof *me);
     if (!me) {
@@ -163,8 +190,7 @@ static void thread_leave(ouro_thread_t *me) {
         me->offline_depth = 0;
         _ouro_thread_come_online(me);
     }
-    me->heap = NULL; /* no safepoint until the heap is abandoned: a fork sees it whole or gone */
-    thread_run_exit_hooks(); /* online, in order; the heap's is the last */
+    hooks_run(&exit_hooks); /* online, in order; the heap's is the last (it forgets me->heap) */
     _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
     pthread_mutex_lock(&_ouro_registry_lock);
     if (me->prev) me->prev->next = me->next; else _ouro_registry = me->next;
@@ -242,14 +268,21 @@ int ouro_fini(void) {
         _ouro_err_set(OURO_ERR_STATE, "ouro_fini: the thread holds a stop of the world");
         return -1;
     }
-    _ouro_defer_shutdown(); /* its thread is attached: it runs what is queued and leaves */
+    if (_ouro_defer_on_reclaimer()) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_fini: called from a deferred callback");
+        return -1;
+    }
+    /* Every check before anything is shut down: a refused fini changes nothing. */
     ouro_thread_t *me = _ouro_tls_thread;
     bool online = registry_lock_offline(me);
-    size_t others = threads_attached - (me ? 1 : 0);
+    size_t others = 0;
+    for (ouro_thread_t *t = _ouro_registry; t; t = t->next) others += t != me && !t->internal;
     registry_unlock_online(me, online);
     if (others) {
         _ouro_err_set(OURO_ERR_STATE, "ouro_fini: %zu other threads are still attached", others);
         return -1;
     }
-    return ouro_thread_detach();
+    if (ouro_thread_detach() != 0) return -1;
+    _ouro_defer_shutdown(); /* after the detach, whose exit hooks may defer (the heap's emptied pools) */
+    return 0;
 }

@@ -33,8 +33,9 @@ void *ouro_realloc(void *p, size_t size);
 
 /* Frees the block at p; any thread may free any block. ouro_free(NULL) does nothing. A pointer ouro
  * did not allocate is reported (OURO_ERR_INVALID, and a line on stderr) and ignored where it can be
- * detected: always on the slow paths, on every call in debug builds (-Ddebug-level >= 1). A double free
- * is fatal in hardened builds (the default). */
+ * detected: a pointer outside ouro's arenas always (malloc's, the stack, static data), one inside an
+ * arena on the slow paths and on every call in debug builds (-Ddebug-level >= 1). A double free is
+ * fatal in hardened builds (-Dhardened=true; off by default) and in debug builds. */
 void ouro_free(void *p);
 
 /* Usable bytes of the block at p (>= the size asked for; may be written in full). 0 for NULL; 0 with

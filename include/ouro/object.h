@@ -230,10 +230,11 @@ static inline void ouro_decref(ouro_object *o) {
         __atomic_store_n(&o->ref_local, local - 1, __ATOMIC_RELAXED);
     } else {
         /* Another thread's reference: one CAS unless the count would leave the shared field (queue
-         * the object to its owner: states INIT or MAYBE_SHARED with no count) or end (MERGED, one). */
+         * the object to its owner: states INIT or MAYBE_SHARED with no count), end (MERGED, one) or
+         * go below zero (MERGED, none: fatal), or the state is QUEUED with no count. */
         if (local == OURO_IMMORTAL_LOCAL) return;
         intptr_t shared = __atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED);
-        if (__builtin_expect((uintptr_t)shared > 1 &&
+        if (__builtin_expect((uintptr_t)shared > OURO_SHARED_MERGED &&
                                  shared != (((intptr_t)1 << OURO_SHARED_SHIFT) | OURO_SHARED_MERGED),
                              1) &&
             __atomic_compare_exchange_n(&o->ref_shared, &shared, shared - ((intptr_t)1 << OURO_SHARED_SHIFT), 0,
