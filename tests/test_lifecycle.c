@@ -34,15 +34,19 @@ static void join_offline(pthread_t t) {
     if (offline) ouro_offline_end();
 }
 
-/* Runs fn in a child (alarm armed) and asserts it exited 0; prints what it said otherwise. */
-static void expect_child_ok(void (*fn)(void), const char *name) {
+/* Runs fn in a child (it arms an alarm); true when it exited 0, else prints what it said. A test with
+ * state of its own to undo asserts after undoing it, so that a failure does not hang the tests after. */
+static bool child_ok(void (*fn)(void), const char *name) {
     char out[8192];
     int status = test_in_child(fn, out, sizeof out);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok)
         fprintf(stderr, "%s: child %s %d; it said:\n%s\n", name, WIFEXITED(status) ? "exited" : "killed by signal",
                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), out);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return ok;
 }
+
+static void expect_child_ok(void (*fn)(void), const char *name) { assert_true(child_ok(fn, name)); }
 
 /* A child's oracle: exits with code when cond is false, naming it. */
 #define CHILD_CHECK(cond, code)                                                                      \
@@ -142,6 +146,28 @@ static void hold_reclaimer(void) {
     while (!atomic_load(&block_entered)) idle_ms(1);
 }
 
+/* ---- a full collection over objects without references (the fuzzer's find) ------------------------- */
+
+/* The first full collection of a process, over candidates that refer to nothing: the scan's edge
+ * array was never allocated, and the mark computed NULL + 0 (UBSan: gc/scan.c mark_refs). Runs first
+ * in this file, in a child of a process that has made no full collection yet. */
+static void child_scan_without_references(void) {
+    alarm(CHILD_ALARM_S);
+    ouro_gc_disable();
+    ouro_object *o[16];
+    for (int i = 0; i < 16; i++) CHILD_CHECK((o[i] = ouro_new(node_type)) != NULL, 2);
+    CHILD_CHECK(ouro_gc_collect(2) == 0, 3);
+    CHILD_CHECK(live_of(node_type) == 16, 4);
+    for (int i = 0; i < 16; i++) ouro_decref(o[i]);
+    CHILD_CHECK(live_of(node_type) == 0 && ouro_gc_collect(2) == 0, 5);
+    _exit(0);
+}
+
+static void test_full_scan_without_references(void **state) {
+    types_setup();
+    expect_child_ok(child_scan_without_references, "full_scan_without_references");
+}
+
 /* ---- 1. GC queries return objects whose free is pending ------------------------------------------- */
 
 /* A root holds a chain deeper than the dealloc depth limit and a probe; dropping the root frees the
@@ -219,9 +245,11 @@ static void test_fork_child_one_reclaimer(void **state) {
     atomic_store(&worker_go, 0);
     for (int i = 0; i < W; i++) pthread_create(&t[i], NULL, emptied_worker, NULL);
     while (atomic_load(&worker_ready) != W) idle_ms(1);
-    for (int i = 0; i < 5; i++) expect_child_ok(child_one_reclaimer, "fork_child_one_reclaimer");
+    bool ok = true;
+    for (int i = 0; i < 5 && ok; i++) ok = child_ok(child_one_reclaimer, "fork_child_one_reclaimer");
     atomic_store(&worker_go, 1);
     for (int i = 0; i < W; i++) join_offline(t[i]);
+    assert_true(ok);
 }
 
 /* ---- 3. a fork child does not follow a barrier node on a vanished thread's stack ------------------ */
@@ -265,9 +293,10 @@ static void test_fork_drops_vanished_barrier(void **state) {
     for (int i = 0; i < W; i++) pthread_create(&t[i], NULL, barrier_waiter, NULL);
     while (atomic_load(&in_barrier) != W) idle_ms(1);
     idle_ms(50); /* they are inside ouro_defer_barrier, offline */
-    expect_child_ok(child_after_barrier_fork, "fork_drops_vanished_barrier");
+    bool ok = child_ok(child_after_barrier_fork, "fork_drops_vanished_barrier");
     atomic_store(&block_release, 1);
     for (int i = 0; i < W; i++) join_offline(t[i]);
+    assert_true(ok);
 }
 
 /* ---- 4. the refcount module's kick node after fork ------------------------------------------------ */
@@ -324,7 +353,7 @@ static void test_fork_kick_node_stays_queued(void **state) {
         kick_objs[i] = ouro_float_from(i + 0.25);
         ouro_incref(kick_objs[i]);
     }
-    expect_child_ok(child_after_kick_fork, "fork_kick_node_stays_queued");
+    bool ok = child_ok(child_after_kick_fork, "fork_kick_node_stays_queued");
     atomic_store(&block_release, 1);
     assert_int_equal(ouro_defer_barrier(), 0);
     assert_int_equal(atomic_load(&counted), KICK_DEFERS);
@@ -334,6 +363,7 @@ static void test_fork_kick_node_stays_queued(void **state) {
         ouro_decref(kick_objs[i]);
         ouro_decref(kick_objs[i]);
     }
+    assert_true(ok);
 }
 
 /* ---- 5. ouro_fini keeps deferred work going ------------------------------------------------------- */
@@ -374,11 +404,22 @@ static void *attached_waiter(void *arg) {
     return NULL;
 }
 
+static _Atomic int fini_in_callback = -100;
+static void fini_cb(void *arg) {
+    (void)arg;
+    int r = ouro_fini();
+    atomic_store(&fini_in_callback, r == -1 && ouro_err_occurred() == OURO_ERR_STATE ? 0 : 1);
+}
+
 /* A refused ouro_fini changes nothing: the reclaimer still runs. */
 static void child_fini_refused(void) {
     alarm(CHILD_ALARM_S);
     CHILD_CHECK(ouro_thread_attach() == 0, 2);
-    CHILD_CHECK(ouro_defer(count_cb, NULL) == 0 && ouro_defer_barrier() == 0, 3);
+    CHILD_CHECK(ouro_defer(fini_cb, NULL) == 0 && ouro_defer_barrier() == 0, 3);
+    CHILD_CHECK(atomic_load(&fini_in_callback) == 0, 3); /* refused from a deferred callback */
+    CHILD_CHECK(ouro_stop_the_world("fini") == 0, 3);
+    CHILD_CHECK(ouro_fini() == -1 && ouro_err_occurred() == OURO_ERR_STATE, 3); /* refused: holds a stop */
+    CHILD_CHECK(ouro_start_the_world() == 0, 3);
     atomic_store(&worker_ready, 0);
     atomic_store(&worker_go, 0);
     pthread_t t;
@@ -424,31 +465,37 @@ static void child_unattached_stopper(void) {
 }
 
 static void *unattached_stopper_exits(void *arg) {
-    (void)arg;
+    if (arg) ouro_thread_attach(); /* the attached variant */
     ouro_stop_the_world("leaver");
     return NULL; /* exits holding the stop */
 }
 
-static void child_unattached_stopper_exits(void) {
+static void child_stopper_exits(void *attached) {
     alarm(CHILD_ALARM_S);
     CHILD_CHECK(ouro_thread_attach() == 0, 2);
     pthread_t t;
     ouro_offline_begin();
-    pthread_create(&t, NULL, unattached_stopper_exits, NULL);
-    join_offline(t);
+    pthread_create(&t, NULL, unattached_stopper_exits, attached);
+    pthread_join(t, NULL);
     ouro_offline_end(); /* parks while the world is stopped: the exit must have started it */
     CHILD_CHECK(ouro_stop_the_world("after") == 0 && ouro_start_the_world() == 0, 3);
     _exit(0);
 }
 
+static void child_unattached_stopper_exits(void) { child_stopper_exits(NULL); }
+static void child_attached_stopper_exits(void) { child_stopper_exits((void *)1); }
+
 static void test_unattached_stopper(void **state) {
     expect_child_ok(child_unattached_stopper, "unattached_stopper");
-    char out[4096];
-    int status = test_in_child(child_unattached_stopper_exits, out, sizeof out);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x said: %s\n", status, out);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    if (!strstr(out, "exits holding a stop")) fprintf(stderr, "no warning in: %s\n", out);
-    assert_non_null(strstr(out, "exits holding a stop"));
+    void (*children[])(void) = {child_unattached_stopper_exits, child_attached_stopper_exits};
+    for (int i = 0; i < 2; i++) {
+        char out[4096];
+        int status = test_in_child(children[i], out, sizeof out);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x said: %s\n", status, out);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!strstr(out, "exits holding a stop")) fprintf(stderr, "no warning in: %s\n", out);
+        assert_non_null(strstr(out, "exits holding a stop"));
+    }
 }
 
 /* ---- 7. a thread's heap stays visible while its exit hooks run ----------------------------------- */
@@ -618,9 +665,11 @@ static void test_gc_callback_remove_waits(void **state) {
     pthread_t t;
     pthread_create(&t, NULL, collect_once, NULL);
     while (!atomic_load(&cb_entered)) idle_ms(1);
-    assert_int_equal(ouro_gc_callback_remove(slow_gc_callback, &cb_finished), 0);
-    assert_int_equal(atomic_load(&cb_finished), 1); /* it had returned: arg may go now */
+    int removed = ouro_gc_callback_remove(slow_gc_callback, &cb_finished);
+    int finished = atomic_load(&cb_finished); /* it had returned: arg may go now */
     join_offline(t);
+    assert_int_equal(removed, 0);
+    assert_int_equal(finished, 1);
 }
 
 /* ---- 9. out of memory falls back ------------------------------------------------------------------ */
@@ -754,6 +803,7 @@ static void test_garbage_freed_while_owner_sleeps(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_scan_without_references), /* first: no full collection before it */
         cmocka_unit_test(test_query_skips_pending_free),
         cmocka_unit_test(test_fork_child_one_reclaimer),
         cmocka_unit_test(test_fork_drops_vanished_barrier),

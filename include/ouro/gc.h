@@ -29,8 +29,9 @@ extern "C" {
 /* Collects generations 0..generation (2: a full collection; -1 means 2). Returns the number of
  * unreachable objects found (as Python's: those a finalizer resurrected are not counted; an object
  * whose type has no clear is counted even if its cycle then keeps it alive), or -1 with
- * OURO_ERR_INVALID (generation out of range) or OURO_ERR_STATE (called from a collection's callback,
- * finalizer, or while holding a stop). */
+ * OURO_ERR_INVALID (generation out of range), OURO_ERR_STATE (called from a collection's callback,
+ * finalizer, or while holding a stop), or OURO_ERR_NOMEM (no memory for the collection's work space:
+ * it gave up, nothing was collected and every object is as it was). */
 long ouro_gc_collect(int generation);
 
 /* Automatic collection on (the default) or off; is_enabled returns 1 or 0. Explicit collections
@@ -84,7 +85,9 @@ typedef void (*ouro_gc_callback)(int phase, const ouro_gc_info *info, void *arg)
 #define OURO_GC_START 0
 #define OURO_GC_STOP 1
 
-/* Registers fn(arg) (at most 16); remove takes the first registration of the same fn and arg.
+/* Registers fn(arg) (at most 16); remove takes the first registration of the same fn and arg and
+ * returns once no call of it is running on the collecting thread (at once when called from a
+ * callback: that call is the caller's own), so arg may be freed when it returns; it waits offline.
  * -1 / OURO_ERR_INVALID (NULL fn, full, not registered). */
 int ouro_gc_callback_add(ouro_gc_callback fn, void *arg);
 int ouro_gc_callback_remove(ouro_gc_callback fn, void *arg);

@@ -208,7 +208,10 @@ static inline void ouro_incref(ouro_object *o) {
 
 /* Drops a reference; the object is freed when its true count reaches zero (its type's dealloc runs
  * first). A non-owner's decrement that would take the shared count below zero queues the object to
- * its owner, which merges the counts at its next safepoint or at its exit. */
+ * its owner, which merges the counts at its next safepoint or at its exit (when no memory is left to
+ * queue it, it is merged with the world stopped). A decref too many is fatal ("has no reference left to
+ * drop"), and so is a decref of a freed object ("decref of a freed object", with its address and
+ * type: in debug builds always, in release builds when its block's link word is set). */
 static inline void ouro_decref(ouro_object *o) {
 #if OURO_REFCOUNT_ATOMIC
     if (__atomic_load_n(&o->ref_local, __ATOMIC_RELAXED) == OURO_IMMORTAL_LOCAL) return;
@@ -278,8 +281,8 @@ int ouro_immortalize(ouro_object *o);
 size_t ouro_refcount(const ouro_object *o);
 
 /* The bytes o occupies: the block holding it (header and payload, with the allocator's rounding) plus
- * the separate buffers it owns (a list's or dict's arrays, over-allocation included). (size_t)-1 with
- * OURO_ERR_INVALID for NULL. */
+ * the separate buffers it owns (a list's or dict's arrays, over-allocation included); for a static
+ * object (None, the bools, the small ints) its type's size. (size_t)-1 with OURO_ERR_INVALID for NULL. */
 size_t ouro_sizeof(ouro_object *o);
 
 /* o's type name ("NULL" for NULL). */

@@ -30,13 +30,14 @@ typedef struct ouro_config {
  * OURO_ERR_INVALID for a bad config. */
 int ouro_init(const ouro_config *cfg);
 
-/* Stops the runtime: runs what is deferred, stops the reclaimer thread and detaches the calling
- * thread. -1 / OURO_ERR_STATE while other threads are attached or when the caller holds a stop. A later
- * attach or deferral starts it again. */
+/* Stops the runtime: detaches the calling thread, then runs what is deferred and stops the reclaimer
+ * thread. -1 / OURO_ERR_STATE, with nothing changed, while other threads are attached, from a deferred
+ * callback, or when the caller holds a stop. A later attach, allocation or deferral starts it again. */
 int ouro_fini(void);
 
 /* Attaches the calling thread (idempotent: 0 when attached already). The thread is online when it
- * returns. A thread that exits attached is detached by a thread-exit hook. -1 / OURO_ERR_NOMEM. */
+ * returns. A thread that exits attached is detached by a thread-exit hook. -1 / OURO_ERR_NOMEM, or
+ * OURO_ERR_STATE when the thread holds a stop of the world (attach before stopping it). */
 int ouro_thread_attach(void);
 
 /* Detaches the calling thread (idempotent): runs the modules' exit hooks (its heap is abandoned),

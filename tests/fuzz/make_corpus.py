@@ -163,16 +163,7 @@ def seeds():
 
 # Seeds that fail today on a defect still open (issue 14): written to crashes-open/ instead of corpus/,
 # so that the replay in `./zigw build test` passes. Move a name out of here when its defect is fixed.
-OPEN = {
-    "sizeof-singletons": "defect 8: ouro_sizeof(None) is 0 with an error",
-    "fini-deferred-object": "defect 5: ouro_defer_barrier hangs after ouro_fini",
-    "fini-init": "defect 5: ouro_defer_barrier hangs after ouro_fini (when the reclaimer left first)",
-    "stop-unattached-api": "defect 6a: an unattached stopper's object call deadlocks",
-    "stop-unattached-exit": "defect 6b: a stopper that exits holding the stop never restarts the world",
-    "threads-mutate-cycles-across": "gc/scan.c mark_refs: NULL + 0 (UBSan) in a full collection",
-    "fork-while-threads-work": "gc/scan.c mark_refs: NULL + 0 (UBSan) in a full collection",
-    "fault-malloc": "gc/scan.c mark_refs: NULL + 0 (UBSan) in a full collection",
-}
+OPEN = {}  # none open: the defects of issue 14 these seeds found are fixed (tests/test_lifecycle.c)
 
 
 def main():
