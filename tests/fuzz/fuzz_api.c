@@ -1374,6 +1374,14 @@ static void fz_child_run(const uint8_t *ops, size_t nops) {
         atomic_store(&fz_defer_runs[i], 0);
         atomic_store(&fz_defer_expected[i], 0);
     }
+    /* The parent's SAVEALL and garbage list come over: the child's program runs with neither, or what it
+     * collects would stay live in the list and its live counts would not come back. */
+    ouro_gc_set_debug(0);
+    ouro_object *g = fz_obj(ouro_gc_garbage(), E_NONE, "ouro_gc_garbage (child)");
+    if (g) {
+        fz_rc(ouro_list_clear(g), E_NONE, "ouro_list_clear(garbage) (child)");
+        ouro_decref(g);
+    }
     fz_collect_all();
     static fz_live before, after;
     fz_live_snapshot(&before);
