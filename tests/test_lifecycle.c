@@ -741,10 +741,30 @@ static void child_collect_oom(void) {
     _exit(0);
 }
 
+/* The reclaimer's own attach (its thread record) fails: it waits and tries again instead of aborting
+ * (the fuzzer's find). In a child whose reclaimer is not running yet: the deferral's record is the first
+ * internal allocation, the reclaimer's record the second. */
+static void child_reclaimer_oom(void) {
+    alarm(CHILD_ALARM_S);
+    long before = atomic_load(&counted);
+    ouro_debug_fail_malloc(2);
+    CHILD_CHECK(ouro_defer(count_cb, NULL) == 0, 2);
+    CHILD_CHECK(ouro_defer_barrier() == 0, 3);
+    ouro_debug_fail_malloc(0);
+    CHILD_CHECK(atomic_load(&counted) == before + 1, 4);
+    _exit(0);
+}
+
 static void test_out_of_memory_falls_back(void **state) {
     types_setup();
     expect_child_ok(child_queue_oom, "queue_oom");
     expect_child_ok(child_collect_oom, "collect_oom");
+    assert_int_equal(ouro_fini(), 0); /* no reclaimer in this process: the child starts the first */
+    char out[4096];
+    int status = test_in_child(child_reclaimer_oom, out, sizeof out);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) || !strstr(out, "cannot attach")) fprintf(stderr, "child status %#x said: %s\n", status, out);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_non_null(strstr(out, "cannot attach")); /* the path under test was taken */
 }
 
 /* ---- 10. a collection's garbage does not wait for its owner --------------------------------------- */

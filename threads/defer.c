@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _LGPL_SOURCE
@@ -76,23 +77,32 @@ static void defer_run_batch(void) {
  * may defer: its heap's emptied object pools). Returns false when work arrived meanwhile: the thread
  * attaches again and goes on. Deciding under qlock closes the gap: a push that finds the queue empty
  * after this takes qlock and, seeing no reclaimer, starts one. */
+/* Attaches the reclaimer. Out of memory for its record it waits and tries again (a warning once): the
+ * queued work must not be stranded, and memory comes back when other threads free theirs. */
+static void defer_attach(void) {
+    for (unsigned tries = 0; ouro_thread_attach() != 0; tries++) {
+        if (tries == 0) _ouro_warn("the reclaimer thread cannot attach (%s); retrying", ouro_err_message());
+        struct timespec t = {0, 10 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    _ouro_tls_thread->internal = true;
+    ouro_thread_set_name("ouro-reclaim");
+}
+
 static bool defer_leave(void) {
     ouro_thread_detach();
     pthread_mutex_lock(&qlock);
     bool empty = ouro_load_relaxed(&defer_head) == NULL;
     if (empty) reclaimer_pid = 0;
     pthread_mutex_unlock(&qlock);
-    if (!empty && ouro_thread_attach() != 0) _ouro_fatal("the reclaimer thread cannot attach again: %s", ouro_err_message());
-    if (!empty) _ouro_tls_thread->internal = true;
+    if (!empty) defer_attach();
     return empty;
 }
 
 static void *defer_reclaimer(void *arg) {
     (void)arg;
     tls_is_reclaimer = true;
-    if (ouro_thread_attach() != 0) _ouro_fatal("the reclaimer thread cannot attach: %s", ouro_err_message());
-    _ouro_tls_thread->internal = true;
-    ouro_thread_set_name("ouro-reclaim");
+    defer_attach();
     for (;;) {
         ouro_thread_t *me = _ouro_tls_thread;
         if (!ouro_load_relaxed(&defer_head)) {
