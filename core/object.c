@@ -132,7 +132,8 @@ static void dealloc_pending(void) {
 }
 
 /* Merges o's counts into ref_shared (its owner gives it up), adding extra; returns the true count. The
- * caller is the owner, or holds the bucket mutex of an owner that exited, or is a fork child's only
+ * caller is the owner, or holds the bucket mutex of an owner that exited, or holds a stop of the world
+ * (the owner is parked or offline, between two of its count updates), or is a fork child's only
  * thread. Merging a merged object adds extra to its count. */
 static intptr_t object_merge(ouro_object *o, intptr_t extra) {
     if (ouro_is_immortal(o)) return 1; /* immortalized while queued: stays immortal, never freed */

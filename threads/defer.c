@@ -73,10 +73,6 @@ static void defer_run_batch(void) {
     }
 }
 
-/* Leaves for good when the queue is still empty once the thread has detached (its detach's exit hooks
- * may defer: its heap's emptied object pools). Returns false when work arrived meanwhile: the thread
- * attaches again and goes on. Deciding under qlock closes the gap: a push that finds the queue empty
- * after this takes qlock and, seeing no reclaimer, starts one. */
 /* Attaches the reclaimer. Out of memory for its record it waits and tries again (a warning once): the
  * queued work must not be stranded, and memory comes back when other threads free theirs. */
 static void defer_attach(void) {
@@ -89,6 +85,10 @@ static void defer_attach(void) {
     ouro_thread_set_name("ouro-reclaim");
 }
 
+/* Leaves for good when the queue is still empty once the thread has detached (its detach's exit hooks
+ * may defer: its heap's emptied object pools). Returns false when work arrived meanwhile: the thread
+ * attaches again and goes on. Deciding under qlock closes the gap: a push that finds the queue empty
+ * after this takes qlock and, seeing no reclaimer, starts one. */
 static bool defer_leave(void) {
     ouro_thread_detach();
     pthread_mutex_lock(&qlock);

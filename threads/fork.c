@@ -11,7 +11,8 @@
  * is unlinked from liburcu's registry (else a grace period would wait for it forever), its heap is
  * abandoned (other threads adopt the pools), and its record is freed; only the forking thread remains
  * attached (if it was). Then the parking lot is reset, the world is started, the modules' child hooks
- * run (_ouro_fork_child_hook_add: core's and gc's state), and last the reclaimer may start. Threads registered with liburcu-qsbr by the application itself must be offline at
+ * run (_ouro_fork_child_hook_add: core's and gc's state), and last the reclaimer may start. Threads
+ * registered with liburcu-qsbr by the application itself must be offline at
  * fork (liburcu-qsbr has no fork support of its own). */
 #include "threads/internal.h"
 #include "alloc/internal.h"
