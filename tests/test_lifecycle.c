@@ -829,6 +829,87 @@ static void test_garbage_freed_while_owner_sleeps(void **state) {
     expect_child_ok(child_garbage_freed_now, "garbage_freed_while_owner_sleeps");
 }
 
+/* ---- the outside review's finds (after the fixes above) ---------------------------------------------- */
+
+/* Two workers contend for one list's lock while the main thread forks: a worker that waited for the
+ * lock took it offline and came online holding it, so it could park for the fork's stop with the lock
+ * held, and the child blocked for ever on a lock no thread of its holds. */
+static ouro_object *contended_list;
+static _Atomic int contend_stop;
+
+static void *list_contender(void *arg) {
+    (void)arg;
+    ouro_thread_attach();
+    for (long n = 0; !atomic_load(&contend_stop); n++) {
+        ouro_list_append(contended_list, OURO_NONE);
+        if (n % 64 == 63) ouro_list_clear(contended_list);
+    }
+    ouro_thread_detach();
+    return NULL;
+}
+
+static void child_append_to_contended(void) {
+    alarm(10);
+    CHILD_CHECK(ouro_list_append(contended_list, OURO_NONE) == 0, 2);
+    CHILD_CHECK(ouro_list_clear(contended_list) == 0, 3);
+    _exit(0);
+}
+
+static void test_fork_while_a_list_lock_is_contended(void **state) {
+    assert_int_equal(ouro_thread_attach(), 0);
+    contended_list = ouro_list_new(0);
+    atomic_store(&contend_stop, 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, list_contender, NULL);
+    bool ok = true;
+    for (int i = 0; i < 40 && ok; i++) ok = child_ok(child_append_to_contended, "fork_while_a_list_lock_is_contended");
+    atomic_store(&contend_stop, 1);
+    for (int i = 0; i < 2; i++) join_offline(t[i]);
+    ouro_decref(contended_list);
+    assert_true(ok);
+}
+
+/* ouro_fini after every other thread is joined: the reclaimer, caught attaching, never counts. */
+static void *collect_and_defer(void *arg) {
+    (void)arg;
+    ouro_object *l = ouro_list_new(0);
+    ouro_list_append(l, l);
+    ouro_decref(l);
+    ouro_gc_collect(2);
+    ouro_defer(count_cb, NULL);
+    return NULL;
+}
+
+static void child_fini_after_joins(void) {
+    alarm(CHILD_ALARM_S * 2);
+    for (int it = 0; it < 400; it++) {
+        CHILD_CHECK(ouro_thread_attach() == 0, 2);
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, collect_and_defer, NULL);
+        for (int i = 0; i < 2; i++) join_offline(t[i]);
+        if (ouro_fini() != 0) fprintf(stderr, "iteration %d: %s\n", it, ouro_err_message());
+        CHILD_CHECK(ouro_err_occurred() == OURO_OK, 3);
+    }
+    _exit(0);
+}
+
+static void test_fini_after_joins(void **state) { expect_child_ok(child_fini_after_joins, "fini_after_joins"); }
+
+/* ouro_init: the same configuration again is accepted, another is refused until ouro_fini. */
+static void child_init_twice(void) {
+    alarm(CHILD_ALARM_S);
+    CHILD_CHECK(ouro_fini() == 0, 2); /* whatever the parent configured */
+    ouro_config c = {.size = sizeof c, .stop_warn_ms = 500}, d = {.size = sizeof d, .stop_warn_ms = 700};
+    CHILD_CHECK(ouro_init(&c) == 0 && ouro_init(&c) == 0, 3);
+    CHILD_CHECK(ouro_init(&d) == -1 && ouro_err_occurred() == OURO_ERR_STATE, 4);
+    ouro_err_clear();
+    CHILD_CHECK(ouro_init(NULL) == 0, 5);
+    CHILD_CHECK(ouro_fini() == 0 && ouro_init(&d) == 0, 6);
+    _exit(0);
+}
+
+static void test_init_twice(void **state) { expect_child_ok(child_init_twice, "init_twice"); }
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_scan_without_references), /* first: no full collection before it */
@@ -846,6 +927,9 @@ int main(void) {
         cmocka_unit_test(test_gc_callback_remove_waits),
         cmocka_unit_test(test_out_of_memory_falls_back),
         cmocka_unit_test(test_garbage_freed_while_owner_sleeps),
+        cmocka_unit_test(test_fork_while_a_list_lock_is_contended),
+        cmocka_unit_test(test_fini_after_joins),
+        cmocka_unit_test(test_init_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

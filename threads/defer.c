@@ -76,12 +76,12 @@ static void defer_run_batch(void) {
 /* Attaches the reclaimer. Out of memory for its record it waits and tries again (a warning once): the
  * queued work must not be stranded, and memory comes back when other threads free theirs. */
 static void defer_attach(void) {
+    _ouro_tls_attach_internal = true;
     for (unsigned tries = 0; ouro_thread_attach() != 0; tries++) {
         if (tries == 0) _ouro_warn("the reclaimer thread cannot attach (%s); retrying", ouro_err_message());
         struct timespec t = {0, 10 * 1000 * 1000};
         nanosleep(&t, NULL);
     }
-    _ouro_tls_thread->internal = true;
     ouro_thread_set_name("ouro-reclaim");
 }
 

@@ -49,6 +49,9 @@ struct ouro_thread_s {
 };
 
 OURO_INTERNAL extern __thread ouro_thread_t *_ouro_tls_thread;
+/* Set by ouro's own threads (the reclaimer) before they attach: their record is published as internal
+ * (ouro_fini does not count it), never seen half made. */
+OURO_INTERNAL extern __thread bool _ouro_tls_attach_internal;
 OURO_INTERNAL extern pthread_mutex_t _ouro_registry_lock;
 OURO_INTERNAL extern ouro_thread_t *_ouro_registry;
 OURO_INTERNAL extern _Atomic unsigned _ouro_stop_warn_ms;

@@ -8,7 +8,9 @@
  *             under the bucket mutex and wakes the bucket's waiters.
  * A waiter sets PARKED under the bucket mutex before it waits, and an unlocker that sees PARKED takes
  * that mutex before it wakes, so a wake-up is never lost. PARKED may stay set with nobody parked (the
- * bucket is shared); that costs one slow unlock. Attached waiters are offline while they wait. */
+ * bucket is shared); that costs one slow unlock. Attached waiters are offline while they wait, and take
+ * the lock only after they come online again (so no thread parks for a stop holding a lock it waited
+ * for: see ouro_lock_slow); a waiter that then loses the race to another taker waits again. */
 #include "threads/internal.h"
 
 #include <sched.h>
@@ -55,26 +57,41 @@ int ouro_lock_slow(ouro_lock_t *l) {
     pthread_once(&lot_once, lot_init);
     ouro_thread_t *me = _ouro_tls_thread;
     bool online = me && me->offline_depth == 0 && !me->stopper;
-    if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
     lot_bucket *b = lot_bucket_of(l);
-    pthread_mutex_lock(&b->mutex);
-    b->waiters++;
+    /* An attached waiter waits offline and takes the lock only once it is online again: were it to take
+     * the lock offline and then come online, it could park for a stop holding the lock, and a fork
+     * taken during that stop would leave the lock held in the child by a thread that does not exist
+     * there (a library operation's lock, not the program's). Others take it under the bucket mutex. */
     for (;;) {
-        uint8_t v = __atomic_load_n(&l->bits, __ATOMIC_RELAXED);
-        if (!(v & OURO_LOCK_LOCKED)) {
-            uint8_t want = OURO_LOCK_LOCKED | (b->waiters > 1 ? OURO_LOCK_PARKED : 0);
-            if (__atomic_compare_exchange_n(&l->bits, &v, want, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) break;
-            continue;
+        if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+        pthread_mutex_lock(&b->mutex);
+        b->waiters++;
+        bool taken = false;
+        for (;;) {
+            uint8_t v = __atomic_load_n(&l->bits, __ATOMIC_RELAXED);
+            if (!(v & OURO_LOCK_LOCKED)) {
+                if (online) break; /* free: take it once online */
+                uint8_t want = OURO_LOCK_LOCKED | (b->waiters > 1 ? OURO_LOCK_PARKED : 0);
+                if (__atomic_compare_exchange_n(&l->bits, &v, want, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                    taken = true;
+                    break;
+                }
+                continue;
+            }
+            if (!(v & OURO_LOCK_PARKED) &&
+                !__atomic_compare_exchange_n(&l->bits, &v, (uint8_t)(v | OURO_LOCK_PARKED), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                continue;
+            pthread_cond_wait(&b->cond, &b->mutex);
         }
-        if (!(v & OURO_LOCK_PARKED) &&
-            !__atomic_compare_exchange_n(&l->bits, &v, (uint8_t)(v | OURO_LOCK_PARKED), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            continue;
-        pthread_cond_wait(&b->cond, &b->mutex);
+        b->waiters--;
+        pthread_mutex_unlock(&b->mutex);
+        if (taken) return 0;
+        _ouro_thread_come_online(me); /* may park for a stop: it holds nothing */
+        for (int i = 0; i < LOT_SPINS; i++) {
+            if (ouro_lock_try(l)) return 0; /* acquire (ouro/lock.h): pairs with the unlocker's release */
+            __builtin_ia32_pause();
+        }
     }
-    b->waiters--;
-    pthread_mutex_unlock(&b->mutex);
-    if (online) _ouro_thread_come_online(me); /* may park for a stop, holding l: allowed */
-    return 0;
 }
 
 int ouro_unlock_slow(ouro_lock_t *l) {

@@ -13,13 +13,15 @@
 #include <urcu-qsbr.h>
 
 __thread ouro_thread_t *_ouro_tls_thread;
+__thread bool _ouro_tls_attach_internal;
 pthread_mutex_t _ouro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 ouro_thread_t *_ouro_registry;
 _Atomic unsigned _ouro_stop_warn_ms = 1000; /* read by the watchdog thread */
 
 static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_exit_key;
-static _Atomic int runtime_configured; /* ouro_init() ran with an explicit configuration */
+static bool runtime_configured; /* config_lock: ouro_init() set a configuration (until ouro_fini) */
+static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf */
 static size_t threads_attached;        /* registry_lock */
 
 static void thread_exit(void *arg);
@@ -136,12 +138,19 @@ int ouro_init(const ouro_config *cfg) {
     }
     _ouro_runtime_init();
     if (!cfg) return 0;
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&runtime_configured, &expected, 1)) {
-        _ouro_err_set(OURO_ERR_STATE, "ouro_init: the runtime is configured already");
+    pthread_mutex_lock(&config_lock);
+    unsigned warn_ms = cfg->stop_warn_ms ? cfg->stop_warn_ms : _ouro_stop_warn_ms; /* 0: keep the default */
+    bool other = runtime_configured && warn_ms != _ouro_stop_warn_ms;
+    if (!other) {
+        runtime_configured = true;
+        _ouro_stop_warn_ms = warn_ms;
+    }
+    pthread_mutex_unlock(&config_lock);
+    if (other) {
+        _ouro_err_set(OURO_ERR_STATE, "ouro_init: the runtime runs with another configuration (stop_warn_ms %u); ouro_fini first",
+                      (unsigned)_ouro_stop_warn_ms);
         return -1;
     }
-    if (cfg->stop_warn_ms) _ouro_stop_warn_ms = cfg->stop_warn_ms;
     return 0;
 }
 
@@ -160,6 +169,7 @@ int ouro_thread_attach(void) {
     me->os_tid = (pid_t)syscall(SYS_gettid);
     atomic_init(&me->state, OURO_TS_OFFLINE);
     me->urcu_reader = &URCU_TLS(urcu_qsbr_reader);
+    me->internal = _ouro_tls_attach_internal; /* before the record is published: ouro_fini reads it */
     /* Under registry_lock (which a stopper, fork's included, holds for the whole stop): liburcu's
      * registration, which starts the thread online there, then offline at once; then the registry.
      * The thread comes online the checked way below. */
@@ -284,5 +294,8 @@ int ouro_fini(void) {
     }
     if (ouro_thread_detach() != 0) return -1;
     _ouro_defer_shutdown(); /* after the detach, whose exit hooks may defer (the heap's emptied pools) */
+    pthread_mutex_lock(&config_lock);
+    runtime_configured = false; /* a later ouro_init may configure it anew */
+    pthread_mutex_unlock(&config_lock);
     return 0;
 }

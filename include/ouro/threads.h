@@ -26,8 +26,9 @@ typedef struct ouro_config {
 } ouro_config;
 
 /* Starts the runtime with cfg (NULL: defaults). Optional: the first attach starts it with defaults.
- * Returns 0, or -1 with OURO_ERR_STATE when it already runs with another configuration, or
- * OURO_ERR_INVALID for a bad config. */
+ * The same configuration again is accepted; after ouro_fini() a new one may be given. Returns 0, or -1
+ * with OURO_ERR_STATE when it already runs with another configuration, or OURO_ERR_INVALID for a bad
+ * config. */
 int ouro_init(const ouro_config *cfg);
 
 /* Stops the runtime: detaches the calling thread, then runs what is deferred and stops the reclaimer
