@@ -841,6 +841,7 @@ static void *list_contender(void *arg) {
     (void)arg;
     ouro_thread_attach();
     for (long n = 0; !atomic_load(&contend_stop); n++) {
+        ouro_safepoint(); /* the contract of a long loop: grace periods (the replaced arrays' frees) wait for it */
         ouro_list_append(contended_list, OURO_NONE);
         if (n % 64 == 63) ouro_list_clear(contended_list);
     }
