@@ -36,36 +36,9 @@ static void join_offline(pthread_t t) {
 
 /* Runs fn in a child (it arms an alarm); true when it exited 0, else prints what it said. A test with
  * state of its own to undo asserts after undoing it, so that a failure does not hang the tests after. */
-/* test_in_child, with the parent offline while it waits: an attached parent blocked online would hold
- * up every grace period (and the frees they release) for as long as the child runs. */
-static int child_run(void (*fn)(void), char *out, size_t n) {
-    int fd[2];
-    if (pipe(fd) != 0) return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 2);
-        close(fd[0]);
-        fn();
-        _exit(0);
-    }
-    close(fd[1]);
-    bool offline = ouro_offline_begin() == 0;
-    ouro_err_clear();
-    size_t len = 0;
-    ssize_t r;
-    while (len + 1 < n && (r = read(fd[0], out + len, n - 1 - len)) > 0) len += (size_t)r;
-    out[len] = '\0';
-    close(fd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (offline) ouro_offline_end();
-    return status;
-}
-
 static bool child_ok(void (*fn)(void), const char *name) {
     char out[8192];
-    int status = child_run(fn, out, sizeof out);
+    int status = test_in_child(fn, out, sizeof out);
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (!ok)
         fprintf(stderr, "%s: child %s %d; it said:\n%s\n", name, WIFEXITED(status) ? "exited" : "killed by signal",
@@ -525,7 +498,7 @@ static void test_unattached_stopper(void **state) {
     void (*children[])(void) = {child_unattached_stopper_exits, child_attached_stopper_exits};
     for (int i = 0; i < 2; i++) {
         char out[4096];
-        int status = child_run(children[i], out, sizeof out);
+        int status = test_in_child(children[i], out, sizeof out);
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x said: %s\n", status, out);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         if (!strstr(out, "exits holding a stop")) fprintf(stderr, "no warning in: %s\n", out);
@@ -796,7 +769,7 @@ static void test_out_of_memory_falls_back(void **state) {
     expect_child_ok(child_collect_oom, "collect_oom");
     assert_int_equal(ouro_fini(), 0); /* no reclaimer in this process: the child starts the first */
     char out[4096];
-    int status = child_run(child_reclaimer_oom, out, sizeof out);
+    int status = test_in_child(child_reclaimer_oom, out, sizeof out);
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) || !strstr(out, "cannot attach")) fprintf(stderr, "child status %#x said: %s\n", status, out);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_non_null(strstr(out, "cannot attach")); /* the path under test was taken */

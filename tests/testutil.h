@@ -59,7 +59,9 @@ static inline ouro_alloc_stats_t test_stats(void) {
 }
 
 /* Runs fn in a forked child with stderr captured; returns the child's wait status and copies what
- * it printed into out. The death tests use it: the child must die with SIGABRT and say why. */
+ * it printed into out. The death tests use it: the child must die with SIGABRT and say why. The parent
+ * waits offline when it is attached: blocked online, it would hold up every grace period (and the frees
+ * they release) for as long as the child runs. */
 static inline int test_in_child(void (*fn)(void), char *out, size_t n) {
     int fd[2];
     if (pipe(fd) != 0) return -1;
@@ -72,6 +74,8 @@ static inline int test_in_child(void (*fn)(void), char *out, size_t n) {
         _exit(0);
     }
     close(fd[1]);
+    bool offline = ouro_offline_begin() == 0;
+    if (!offline) ouro_err_clear(); /* not attached */
     size_t len = 0;
     ssize_t r;
     while (len + 1 < n && (r = read(fd[0], out + len, n - 1 - len)) > 0) len += (size_t)r;
@@ -79,6 +83,7 @@ static inline int test_in_child(void (*fn)(void), char *out, size_t n) {
     close(fd[0]);
     int status = 0;
     waitpid(pid, &status, 0);
+    if (offline) ouro_offline_end();
     return status;
 }
 
