@@ -223,15 +223,7 @@ static bool containers_race(stress_ctx *ctx) {
     const ouro_type *watched[] = { &ouro_list_type, &ouro_dict_type, &ouro_str_type };
     ouro_type_stats before[3];
     ouro_type_spec spec = { .name = "stress-value", .basic_size = sizeof(cval), .dealloc = cval_dealloc };
-    if (ouro_fini() != 0) {
-        stress_fail(ctx, "ouro_fini at the start: %s", ouro_err_message());
-        goto out;
-    }
-    ouro_alloc_collect();
-    if (ouro_alloc_stats(&st->base) != 0 || !(st->type = ouro_type_new(&spec))) {
-        stress_fail(ctx, "set-up: %s", ouro_err_message());
-        goto out;
-    }
+    if (!stress_start_baseline(ctx, &st->base, &spec, &st->type)) goto out;
     for (int i = 0; i < 3; i++) ouro_type_get_stats(watched[i], &before[i]);
     st->keys = stress_map(ctx, st->p->keys * sizeof *st->keys);
     st->list = ouro_list_new(0);

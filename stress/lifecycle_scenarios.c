@@ -1443,15 +1443,7 @@ static bool lifecycle(stress_ctx *ctx) {
         stress_fail(ctx, "ouro_gc_collect at the start: %s", ouro_err_message());
         goto out;
     }
-    if (ouro_fini() != 0) {
-        stress_fail(ctx, "ouro_fini at the start: %s", ouro_err_message());
-        goto out;
-    }
-    ouro_alloc_collect();
-    if (ouro_alloc_stats(&st->base) != 0 || !(st->type = ouro_type_new(&spec))) {
-        stress_fail(ctx, "set-up: %s", ouro_err_message());
-        goto out;
-    }
+    if (!stress_start_baseline(ctx, &st->base, &spec, &st->type)) goto out;
     if (!(cb = ouro_gc_callback_add(lc_gc_callback, st) == 0)) {
         stress_fail(ctx, "ouro_gc_callback_add: %s", ouro_err_message());
         goto out;

@@ -195,6 +195,14 @@ bool stress_canary_verify(stress_worker *w, const char *what, const void *block,
 struct ouro_alloc_stats_t;
 bool stress_expect_alloc_baseline(stress_worker *w, const struct ouro_alloc_stats_t *base);
 
+/* Its start: stops the runtime (ouro_fini: nothing attached, the reclaimer idle), returns the calling
+ * thread's pools, records the allocator's baseline in *base and makes the scenario's type from spec.
+ * false (the scenario failed, naming the step) when one of them fails. */
+struct ouro_type;
+struct ouro_type_spec;
+bool stress_start_baseline(stress_ctx *ctx, struct ouro_alloc_stats_t *base, const struct ouro_type_spec *spec,
+                           struct ouro_type **type);
+
 /* ---- memory and time ---------------------------------------------------------------------------- */
 
 /* Zeroed bookkeeping memory straight from the OS (mmap), so it never mixes with the allocator under

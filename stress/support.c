@@ -385,6 +385,14 @@ void stress_monitor_stop(stress_monitor *m) {
     free(m);
 }
 
+bool stress_start_baseline(stress_ctx *ctx, ouro_alloc_stats_t *base, const ouro_type_spec *spec, ouro_type **type) {
+    if (ouro_fini() != 0) return stress_fail(ctx, "ouro_fini at the start: %s", ouro_err_message());
+    ouro_alloc_collect();
+    if (ouro_alloc_stats(base) != 0 || !(*type = ouro_type_new(spec)))
+        return stress_fail(ctx, "set-up: %s", ouro_err_message());
+    return true;
+}
+
 bool stress_expect_alloc_baseline(stress_worker *w, const ouro_alloc_stats_t *b) {
     stress_ctx *ctx = w->ctx;
     ouro_alloc_stats_t now;
