@@ -2,9 +2,11 @@
  *
  * Uncontended, ouro_lock and ouro_unlock are one compare-and-swap each. A contended lock spins briefly,
  * then parks the thread in a parking lot keyed by the lock's address; an attached thread goes offline
- * while it waits, so a lock never stalls a stop of the world. Locks may be held across safepoints (a
- * thread can park for a stop while holding one); a thread that holds a stop of the world must not wait
- * for an object lock (its holder may be parked). Not recursive. docs/threads.md has the lock order. */
+ * while it waits, so a lock never stalls a stop of the world, and takes the lock once it is online
+ * again. Locks may be held across safepoints (a thread can park for a stop while holding one, and a
+ * fork made during that stop leaves it held in the child, as with any mutex); a thread that holds a
+ * stop of the world must not wait for an object lock (its holder may be parked). Not recursive.
+ * docs/threads.md has the lock order. */
 #ifndef OURO_LOCK_H
 #define OURO_LOCK_H
 
