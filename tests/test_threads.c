@@ -352,6 +352,71 @@ static void test_defer_waits_for_quiescent_states(void **state) {
     pthread_join(t, NULL);
 }
 
+/* ---- back-pressure: pushers wait while the reclaimer works through an oversized batch -------------------- */
+enum { FLOOD_NODES = 3 << 16, FLOOD_PUSHERS = 2 }; /* together three times the congestion threshold */
+static atomic_int flood_gate;     /* 0: the reclaimer is held in gate_callback; 1: released */
+static atomic_long flood_ran;
+static atomic_int flood_pushed;   /* pushers done pushing */
+static atomic_int flood_go_on;    /* pushers may stop polling safepoints */
+static atomic_ulong flood_waits;  /* throttled waits the pushers saw */
+static atomic_int flood_in_gate;  /* the reclaimer reached gate_callback */
+
+static void gate_callback(void *arg) {
+    (void)arg;
+    atomic_store(&flood_in_gate, 1);
+    ouro_offline_begin(); /* holds the reclaimer without holding grace periods */
+    while (!atomic_load(&flood_gate)) sleep_ms(1);
+    ouro_offline_end();
+}
+
+static void flood_callback(void *arg) {
+    (void)arg;
+    atomic_fetch_add_explicit(&flood_ran, 1, memory_order_relaxed);
+}
+
+static void *flood_pusher(void *arg) {
+    (void)arg;
+    ouro_thread_attach();
+    for (int i = 0; i < FLOOD_NODES / FLOOD_PUSHERS; i++) {
+        if (ouro_defer(flood_callback, NULL) != 0) abort();
+        ouro_safepoint();
+    }
+    atomic_fetch_add(&flood_pushed, 1);
+    unsigned long before = _ouro_defer_throttled();
+    while (!atomic_load(&flood_go_on)) { /* the reclaimer's next grace period sends these to the throttle */
+        ouro_safepoint();
+        if (_ouro_defer_throttled() != before) atomic_store(&flood_waits, _ouro_defer_throttled() - before);
+        sched_yield();
+    }
+    ouro_thread_detach();
+    return NULL;
+}
+
+static void test_defer_backpressure(void **state) {
+    atomic_store(&flood_gate, 0);
+    atomic_store(&flood_ran, 0);
+    atomic_store(&flood_pushed, 0);
+    atomic_store(&flood_go_on, 0);
+    atomic_store(&flood_waits, 0);
+    assert_int_equal(ouro_defer(gate_callback, NULL), 0);
+    bool offline = ouro_offline_begin() == 0; /* this thread's waits must not hold grace periods */
+    if (!offline) ouro_err_clear();
+    while (!atomic_load(&flood_in_gate)) sleep_ms(1);
+    pthread_t t[FLOOD_PUSHERS];
+    for (int i = 0; i < FLOOD_PUSHERS; i++) pthread_create(&t[i], NULL, flood_pusher, NULL);
+    while (atomic_load(&flood_pushed) != FLOOD_PUSHERS) sleep_ms(1);
+    assert_int_equal(atomic_load(&flood_ran), 0); /* all queued behind the gate */
+    atomic_store(&flood_gate, 1); /* the reclaimer's next batch is three times the threshold */
+    for (int ms = 0; ms < 20000 && !atomic_load(&flood_waits); ms++) sleep_ms(1);
+    atomic_store(&flood_go_on, 1);
+    for (int i = 0; i < FLOOD_PUSHERS; i++) pthread_join(t[i], NULL);
+    if (offline) ouro_offline_end();
+    assert_int_equal(ouro_defer_barrier(), 0);
+    assert_true(atomic_load(&flood_waits) > 0);
+    assert_int_equal(atomic_load(&flood_ran), FLOOD_NODES / FLOOD_PUSHERS * FLOOD_PUSHERS);
+    atomic_store(&flood_in_gate, 0);
+}
+
 /* ---- errors of the runtime and the deferral API ---------------------------------------------------- */
 static atomic_int nested_result = 99;
 static void nested_barrier(void *arg) {
@@ -590,6 +655,7 @@ int main(void) {
         cmocka_unit_test(test_slow_stop_diagnostic),
         cmocka_unit_test(test_fork_child_works),
         cmocka_unit_test(test_defer_waits_for_quiescent_states),
+        cmocka_unit_test(test_defer_backpressure),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_lock_mutual_exclusion),
         cmocka_unit_test(test_lock_waiter_does_not_stall_stop),

@@ -43,6 +43,17 @@ static bool reclaimer_exit;     /* qlock: ouro_fini asks it to leave */
 static bool reclaimer_hold;     /* qlock: a fork child rebuilding its state: start no thread yet */
 static __thread bool tls_is_reclaimer;
 
+/* Back-pressure. One reclaimer serves every pusher; were pushers to outrun it (it is starved of CPU, or
+ * a fork stalled it), its queue would grow without bound and so would the memory waiting in it. When
+ * the reclaimer takes a batch of more than DEFER_CONGESTED nodes it sets `congested` until that batch
+ * has run; meanwhile attached threads that reach a slow safepoint (every grace period sends them there)
+ * wait for it offline, at most DEFER_THROTTLE_MS each time, so that a callback waiting for a lock such
+ * a thread holds delays it and never deadlocks it. */
+enum { DEFER_CONGESTED = 1 << 16, DEFER_THROTTLE_MS = 50 };
+static _Atomic bool defer_congested;           /* set and cleared by the reclaimer (cleared under qlock) */
+static pthread_cond_t congest_cond = PTHREAD_COND_INITIALIZER; /* qlock: congested was cleared */
+static _Atomic unsigned long defer_throttled;  /* waits, for the statistics */
+
 /* The C11 edge of a grace period (see the head comment). The caller is offline and holds no lock, or
  * holds registry_lock (the stopper): held says which. */
 static void defer_gp_edge(bool held) {
@@ -118,15 +129,23 @@ static void *defer_reclaimer(void *arg) {
         /* Online, no safepoint until inflight holds the batch: a stop sees either both or neither. */
         ouro_defer_node *stack = atomic_exchange_explicit(&defer_head, NULL, memory_order_acquire); /* pairs with the push CAS */
         ouro_defer_node *fifo = NULL;
-        while (stack) { /* reverse: callbacks run in push order (barriers rely on it) */
+        size_t count = 0;
+        for (; stack; count++) { /* reverse: callbacks run in push order (barriers rely on it) */
             ouro_defer_node *next = stack->next;
             stack->next = fifo;
             fifo = stack;
             stack = next;
         }
         inflight = fifo;
+        if (count > DEFER_CONGESTED) atomic_store_explicit(&defer_congested, true, memory_order_relaxed);
         _ouro_defer_synchronize();
         defer_run_batch();
+        if (atomic_load_explicit(&defer_congested, memory_order_relaxed)) {
+            pthread_mutex_lock(&qlock);
+            atomic_store_explicit(&defer_congested, false, memory_order_relaxed);
+            pthread_cond_broadcast(&congest_cond);
+            pthread_mutex_unlock(&qlock);
+        }
     }
 }
 
@@ -249,6 +268,28 @@ void _ouro_defer_shutdown(void) {
 
 bool _ouro_defer_on_reclaimer(void) { return tls_is_reclaimer; }
 
+void _ouro_defer_throttle(ouro_thread_t *me) {
+    if (!atomic_load_explicit(&defer_congested, memory_order_relaxed) || tls_is_reclaimer || me->stopper ||
+        _ouro_tls_holds_stop)
+        return;
+    atomic_fetch_add_explicit(&defer_throttled, 1, memory_order_relaxed);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += DEFER_THROTTLE_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
+    pthread_mutex_lock(&qlock);
+    while (atomic_load_explicit(&defer_congested, memory_order_relaxed))
+        if (pthread_cond_timedwait(&congest_cond, &qlock, &until) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&qlock);
+    _ouro_thread_come_online(me);
+}
+
+unsigned long _ouro_defer_throttled(void) { return atomic_load_explicit(&defer_throttled, memory_order_relaxed); }
+
 /* ---- fork ------------------------------------------------------------------------------------------------ */
 
 /* Prepare (the world is stopped, the caller is offline in liburcu): no ouro synchronize_rcu() may be in
@@ -270,6 +311,8 @@ void _ouro_defer_child_reset(void) {
     pthread_mutex_init(&gp_lock, NULL);
     pthread_cond_init(&qcond, NULL);
     pthread_cond_init(&done_cond, NULL);
+    pthread_cond_init(&congest_cond, NULL);
+    atomic_store_explicit(&defer_congested, false, memory_order_relaxed); /* its batch waits again */
     reclaimer_pid = 0;
     reclaimer_exit = false;
     reclaimer_hold = true;

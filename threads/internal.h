@@ -129,6 +129,11 @@ OURO_INTERNAL void _ouro_defer_after_fork_parent(void);
 OURO_INTERNAL void _ouro_defer_shutdown(void);
 /* true on the reclaimer thread (inside a deferred callback). */
 OURO_INTERNAL bool _ouro_defer_on_reclaimer(void);
+/* A slow safepoint's back-pressure: while the reclaimer works through an oversized batch, an attached
+ * thread (me, online, not the stopper) waits for it offline, for a bounded time (threads/defer.c). */
+OURO_INTERNAL void _ouro_defer_throttle(ouro_thread_t *me);
+/* How many times threads waited in _ouro_defer_throttle (tests, statistics). */
+OURO_INTERNAL unsigned long _ouro_defer_throttled(void);
 /* fork() child: before anything else, resets the reclaimer's state and holds its start (pushes queue
  * work without starting a thread); the batch in flight goes back in front of the queue, and barrier
  * nodes (on vanished threads' stacks: no thread of the child is waiting in a barrier) are dropped. */

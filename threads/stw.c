@@ -198,6 +198,7 @@ void ouro_safepoint_slow(void) {
         stw_park(me);
         _ouro_thread_come_online(me);
     }
+    _ouro_defer_throttle(me);
     size_t (*hook)(void) = ouro_load_acquire(&poll_hook); /* pairs with the release in the setter */
     if (hook) hook();
 }
