@@ -142,8 +142,18 @@ fn cModule(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, files: []con
 }
 
 fn addLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode) *std.Build.Step.Compile {
+    return addLibFor(ctx, cfg, ch, linkage, false);
+}
+
+/// installed: a library for other toolchains (gcc, Debian's clang) to link. Zig's Debug UBSan calls
+/// handlers from Zig's own runtime, which such a link lacks; the installed libraries trap instead (the
+/// same checks, SIGILL at the fault, no runtime).
+fn addLibFor(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode, installed: bool) *std.Build.Step.Compile {
     const m = cModule(ctx, cfg, ch, &lib_sources, &.{"-DOURO_BUILD_CORE"});
-    // A static archive records no dependencies (ouro.pc names them); the shared library links them.
+    if (installed and cfg.optimize == .Debug) m.sanitize_c = .trap;
+    // A static archive records no dependencies (ouro.pc's Libs.private names them: `pkg-config --static`);
+    // the shared library links them, so a program linked with it needs neither liburcu's headers nor
+    // its development links (the public headers name no liburcu symbol).
     if (linkage == .dynamic) {
         m.linkSystemLibrary("pthread", .{});
         m.linkSystemLibrary("liburcu-qsbr", .{});
@@ -211,12 +221,13 @@ pub fn build(b: *std.Build) void {
     const ch = configHeader(ctx, cfg);
 
     // ---- install: static and shared libraries, headers, config header, ouro.pc --------------------
-    const static_lib = addLib(ctx, cfg, ch, .static);
-    const shared_lib = addLib(ctx, cfg, ch, .dynamic);
-    static_lib.installHeader(b.path("include/ouro.h"), "ouro.h");
-    static_lib.installHeadersDirectory(b.path("include/ouro"), "ouro", .{ .include_extensions = &.{".h"} });
-    static_lib.installConfigHeader(ch);
-    b.installArtifact(static_lib);
+    const static_lib = addLib(ctx, cfg, ch, .static); // the tests' (Zig's UBSan runtime in Debug)
+    const installed_static = addLibFor(ctx, cfg, ch, .static, true);
+    const shared_lib = addLibFor(ctx, cfg, ch, .dynamic, true);
+    installed_static.installHeader(b.path("include/ouro.h"), "ouro.h");
+    installed_static.installHeadersDirectory(b.path("include/ouro"), "ouro", .{ .include_extensions = &.{".h"} });
+    installed_static.installConfigHeader(ch);
+    b.installArtifact(installed_static);
     b.installArtifact(shared_lib);
     const pc = b.addWriteFiles().add("ouro.pc", b.fmt(
         \\prefix={s}
@@ -227,8 +238,7 @@ pub fn build(b: *std.Build) void {
         \\Description: concurrent runtime core: per-thread pools, biased refcounts, stop-the-world GC
         \\Version: {d}.{d}.{d}
         \\Libs: -L${{libdir}} -louro
-        \\Requires: liburcu-qsbr liburcu-cds
-        \\Libs.private: -lpthread
+        \\Libs.private: -lurcu-qsbr -lurcu-cds -lpthread
         \\Cflags: -I${{includedir}}
         \\
     , .{ b.install_prefix, version.major, version.minor, version.patch }));
@@ -261,6 +271,18 @@ pub fn build(b: *std.Build) void {
     const replay_run = b.addRunArtifact(replay_exe);
     replay_run.addDirectoryArg(b.path("tests/fuzz/corpus"));
     test_step.dependOn(&replay_run.step);
+    // The public headers as an embedder meets them: C11 and C++17 with every compiler here, -Wall -Wextra
+    // -pedantic -Werror, only ouro_*/OURO_* names (tests/headers/check.py), from the headers as installed.
+    const header_tree = b.addWriteFiles();
+    _ = header_tree.addCopyDirectory(b.path("include"), "", .{ .include_extensions = &.{".h"} });
+    _ = header_tree.addCopyFile(ch.getOutputFile(), "ouro/config.h");
+    const headers_run = b.addSystemCommand(&.{ "python3", "tests/headers/check.py" });
+    headers_run.addDirectoryArg(header_tree.getDirectory());
+    headers_run.setEnvironmentVariable("ZIG", b.graph.zig_exe);
+    headers_run.has_side_effects = true;
+    const headers_step = b.step("headers", "Check the public headers: C11/C++17 pedantic, ouro_* names only");
+    headers_step.dependOn(&headers_run.step);
+    test_step.dependOn(&headers_run.step);
 
     // ---- bench: always fully optimised, no checks ----------------------------------------------
     const bench_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = hardened, .torture = false, .sanitize = .none };

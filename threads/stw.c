@@ -187,6 +187,18 @@ static size_t (*_Atomic poll_hook)(void);
 
 void _ouro_thread_set_poll_hook(size_t (*fn)(void)) { ouro_store_release(&poll_hook, fn); }
 
+/* The inline safepoint's words (ouro/threads.h). `seen` is set only here, to the thread's liburcu
+ * reader counter right after it reported a quiescent state (it then equals the grace-period counter),
+ * and reset to 0 when the thread leaves. Why comparing with it is exact: liburcu sets a reader's counter
+ * to the current grace-period counter whenever it reports or comes online, and to 0 offline, and the
+ * grace-period counter only grows; so while the thread is online, seen <= its reader counter <= the
+ * grace-period counter. seen == the counter means no grace period waits for the thread; seen != the
+ * counter sends it to the slow path (at worst once more than needed, after it came online). 0 is never
+ * current (liburcu's counter is odd), so an unattached thread always takes the slow path, which
+ * returns at once. */
+unsigned long *ouro_safepoint_gp_ = &urcu_qsbr_gp.ctr;
+__thread unsigned long ouro_safepoint_seen_;
+
 void ouro_safepoint_slow(void) {
     ouro_thread_t *me = _ouro_tls_thread;
     if (!me || me->offline_depth > 0) return; /* not attached, or offline: nothing to report */
@@ -199,6 +211,7 @@ void ouro_safepoint_slow(void) {
         _ouro_thread_come_online(me);
     }
     _ouro_defer_throttle(me);
+    ouro_safepoint_seen_ = URCU_TLS(urcu_qsbr_reader).ctr; /* online: what it last reported */
     size_t (*hook)(void) = ouro_load_acquire(&poll_hook); /* pairs with the release in the setter */
     if (hook) hook();
 }

@@ -209,6 +209,7 @@ static void thread_leave(ouro_thread_t *me) {
     rcu_unregister_thread();
     pthread_mutex_unlock(&_ouro_registry_lock);
     _ouro_tls_thread = NULL;
+    ouro_safepoint_seen_ = 0; /* an unattached thread's polls take the slow path (threads/stw.c) */
     pthread_setspecific(thread_exit_key, NULL);
     free(me);
 }

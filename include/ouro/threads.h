@@ -10,9 +10,6 @@
 #define OURO_THREADS_H
 
 #include <stddef.h>
-/* The inline safepoint compares liburcu-qsbr's grace-period counter with the thread's (the
- * 10-line LGPL-inlinable fast path of rcu_quiescent_state). */
-#include <urcu/static/urcu-qsbr.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,10 +54,17 @@ int ouro_offline_end(void);
 /* The slow path of ouro_safepoint(): reports a quiescent state and parks while the world is stopped. */
 void ouro_safepoint_slow(void);
 
-/* A safepoint: one load and compare when there is nothing to do. Call it in long loops of online
- * code; cheap enough for every iteration. */
+/* What the inline safepoint compares (not API: set by the library, read only by ouro_safepoint()):
+ * liburcu-qsbr's grace-period counter, through a pointer the library sets, and the counter value the
+ * calling thread last reported at a slow safepoint (0 before it attaches: never current). So this
+ * header needs none of liburcu's headers or symbols. */
+extern unsigned long *ouro_safepoint_gp_;
+extern __thread unsigned long ouro_safepoint_seen_;
+
+/* A safepoint: a few loads and a compare when there is nothing to do (the fast path of liburcu's
+ * rcu_quiescent_state). Call it in long loops of online code; cheap enough for every iteration. */
 static inline void ouro_safepoint(void) {
-    if (__builtin_expect(CMM_LOAD_SHARED(urcu_qsbr_gp.ctr) != URCU_TLS(urcu_qsbr_reader).ctr, 0))
+    if (__builtin_expect(__atomic_load_n(ouro_safepoint_gp_, __ATOMIC_RELAXED) != ouro_safepoint_seen_, 0))
         ouro_safepoint_slow();
 }
 
