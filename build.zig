@@ -270,6 +270,7 @@ pub fn build(b: *std.Build) void {
     leak_soak.addArgs(&.{ "--soak", "8s", "--soak-slice", "1", "--short", "--quiet", "--soak-inject-leak", "--soak-csv" });
     _ = leak_soak.addOutputFileArg("soak-leak.csv");
     leak_soak.expectExitCode(3);
+    leak_soak.has_side_effects = true; // run every time, though its CSV output would let it be cached
     leak_soak.addCheck(.{ .expect_stderr_match = "FAIL soak: RSS kept growing after warm-up" });
     leak_soak.addCheck(.{ .expect_stderr_match = "FAIL soak: live objects kept growing after warm-up" });
     leak_soak.step.dependOn(&short_stress.step); // not beside it: both at once would share 2 cores
