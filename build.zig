@@ -1,6 +1,6 @@
 //! ouro's build. Zig is pinned in build.zig.zon and installed by ./zigw; see docs/building.md.
 //!
-//! Steps: install (default), test, stress, bench, asan, fuzz, fuzz-cov. The C source lists below are
+//! Steps: install (default), test, stress, soak, bench, asan, fuzz, fuzz-cov. The C source lists below are
 //! the only ones: the asan, fuzz and fuzz-cov steps hand the same lists to Debian's clang.
 const std = @import("std");
 
@@ -54,6 +54,7 @@ const test_sources = [_][]const u8{
 const stress_sources = [_][]const u8{
     "stress/main.c",
     "stress/support.c",
+    "stress/soak.c",
     "stress/alloc_scenarios.c",
     "stress/threads_scenarios.c",
     "stress/object_scenarios.c",
@@ -213,7 +214,8 @@ pub fn build(b: *std.Build) void {
         @as(u8, if (optimize == .Debug) 2 else 0);
     const hardened = b.option(bool, "hardened", "Encoded free lists and double-free detection (default false: see docs/alloc.md for its measured cost)") orelse false;
     const torture = b.option(bool, "torture", "Shrunken pools, arenas and caches to give bugs a chance (default false)") orelse false;
-    const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default 20)") orelse "20";
+    const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default: 120 s in all, split between the scenarios)");
+    const soak_for = b.option([]const u8, "soak", "How long the soak step soaks: 90s, 2m, 1h or seconds (default 2m)") orelse "2m";
     const refcount = b.option(Refcount, "refcount", "Reference counting: biased (default) or atomic (every count one atomic counter: the baseline)") orelse .biased;
     if (debug_level > 3) @panic("-Ddebug-level must be 0..3");
 
@@ -250,8 +252,15 @@ pub fn build(b: *std.Build) void {
     const stress_exe = addExe(ctx, stress_cfg, stress_ch, addLib(ctx, stress_cfg, stress_ch, .static), "ouro-stress", &stress_sources);
     b.installArtifact(stress_exe);
     const stress_run = b.addRunArtifact(stress_exe);
-    if (b.args) |args| stress_run.addArgs(args) else stress_run.addArgs(&.{ "--duration", stress_secs });
+    if (b.args) |args| stress_run.addArgs(args) else if (stress_secs) |secs| stress_run.addArgs(&.{ "--duration", secs });
     b.step("stress", "Run every stress scenario (the main job)").dependOn(&stress_run.step);
+    // soak: every scenario mixed for -Dsoak, growth of RSS and live objects judged (docs/stress.md, "Soak").
+    const soak_run = b.addRunArtifact(stress_exe);
+    soak_run.addArgs(&.{ "--soak", soak_for, "--soak-csv", b.getInstallPath(.prefix, "soak.csv") });
+    if (b.args) |args| soak_run.addArgs(args);
+    soak_run.step.dependOn(&b.addInstallArtifact(stress_exe, .{}).step); // makes zig-out/ for the CSV
+    soak_run.has_side_effects = true;
+    b.step("soak", "Soak: every stress scenario mixed for -Dsoak (default 2m); fails when RSS or live objects keep growing").dependOn(&soak_run.step);
 
     // ---- test: cmocka unit tests at the chosen mode, then a short stress pass -------------------
     const test_step = b.step("test", "Run the cmocka unit tests and a short stress pass");
@@ -266,6 +275,16 @@ pub fn build(b: *std.Build) void {
     const short_stress = b.addRunArtifact(short_stress_exe);
     short_stress.addArgs(&.{ "--duration", "1", "--short" });
     test_step.dependOn(&short_stress.step);
+    // The soak's detector must catch a leak: an 8 s soak that leaks on purpose must fail on its growth.
+    const leak_soak = b.addRunArtifact(short_stress_exe);
+    leak_soak.addArgs(&.{ "--soak", "8s", "--soak-slice", "1", "--short", "--quiet", "--soak-inject-leak", "--soak-csv" });
+    _ = leak_soak.addOutputFileArg("soak-leak.csv");
+    leak_soak.expectExitCode(3);
+    leak_soak.has_side_effects = true; // run every time, though its CSV output would let it be cached
+    leak_soak.addCheck(.{ .expect_stderr_match = "FAIL soak: RSS kept growing after warm-up" });
+    leak_soak.addCheck(.{ .expect_stderr_match = "FAIL soak: live objects kept growing after warm-up" });
+    leak_soak.step.dependOn(&short_stress.step); // not beside it: both at once would share 2 cores
+    test_step.dependOn(&leak_soak.step);
     // The fuzz target over its corpus, without libFuzzer (so under TSan too): tests/fuzz/.
     const replay_exe = addExe(ctx, cfg, ch, static_lib, "ouro-fuzz-replay", &fuzz_replay_sources);
     const replay_run = b.addRunArtifact(replay_exe);

@@ -23,6 +23,7 @@
 #include "alloc/internal.h"
 
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -737,27 +738,33 @@ size_t ouro_sizeof(ouro_object *o) {
 
 const char *ouro_type_name(const ouro_object *o) { return o ? o->type->name : "NULL"; }
 
-int ouro_type_get_stats(const ouro_type *type, ouro_type_stats *out) {
-    if (!type || !out) {
-        _ouro_err_set(OURO_ERR_INVALID, "ouro_type_get_stats: %s is NULL", !type ? "type" : "out");
-        return -1;
-    }
+/* Fills *out with type's counts: its shared atomics plus, for a type with a slot, the retired counts and
+ * every registered thread's. stats_lock held. */
+static void type_stats_locked(const ouro_type *type, ouro_type_stats *out) {
     uint32_t i = __atomic_load_n(&type->index, __ATOMIC_RELAXED);
     size_t allocs = __atomic_load_n(&type->stat_allocs_shared, __ATOMIC_RELAXED);
     size_t frees = __atomic_load_n(&type->stat_frees_shared, __ATOMIC_RELAXED);
     if (i != 0 && i < TYPE_SLOTS) {
-        pthread_mutex_lock(&stats_lock);
         allocs += __atomic_load_n(&stats_retired[i].allocs, __ATOMIC_RELAXED);
         frees += __atomic_load_n(&stats_retired[i].frees, __ATOMIC_RELAXED);
         for (brc_thread *t = stats_threads; t; t = t->stats_next) {
             allocs += __atomic_load_n(&t->counts[i].allocs, __ATOMIC_RELAXED);
             frees += __atomic_load_n(&t->counts[i].frees, __ATOMIC_RELAXED);
         }
-        pthread_mutex_unlock(&stats_lock);
     }
     out->allocs = allocs;
     out->frees = frees;
     out->live = allocs >= frees ? allocs - frees : 0; /* a snapshot: a free may be seen before its alloc */
+}
+
+int ouro_type_get_stats(const ouro_type *type, ouro_type_stats *out) {
+    if (!type || !out) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_type_get_stats: %s is NULL", !type ? "type" : "out");
+        return -1;
+    }
+    pthread_mutex_lock(&stats_lock);
+    type_stats_locked(type, out);
+    pthread_mutex_unlock(&stats_lock);
     return 0;
 }
 
@@ -768,22 +775,30 @@ size_t ouro_type_stats_all(ouro_type_stats_entry *out, size_t max) {
     }
     size_t n = 0;
     uint32_t last = atomic_load_explicit(&type_next_index, memory_order_relaxed);
+    /* Under stats_lock a listed type cannot be freed before its counts and name are read: ouro_type_free
+     * unlists it (_ouro_type_forget) under the same lock before it frees it. */
+    pthread_mutex_lock(&stats_lock);
     for (uint32_t i = 1; i < TYPE_SLOTS && i < last; i++) {
+        /* pairs with the release store in type_index() (the type is built) and in _ouro_type_forget() */
         const ouro_type *t = __atomic_load_n(&type_by_index[i], __ATOMIC_ACQUIRE);
         if (!t) continue;
         if (n < max) {
             out[n].type = t;
-            ouro_type_get_stats(t, &out[n].stats);
+            snprintf(out[n].name, sizeof out[n].name, "%s", t->name);
+            type_stats_locked(t, &out[n].stats);
         }
         n++;
     }
+    pthread_mutex_unlock(&stats_lock);
     return n;
 }
 
 void _ouro_type_forget(const ouro_type *t) {
     uint32_t i = __atomic_load_n(&t->index, __ATOMIC_RELAXED);
     if (i == 0 || i >= TYPE_SLOTS) return;
+    pthread_mutex_lock(&stats_lock); /* waits out an ouro_type_stats_all() that may be reading t */
     __atomic_store_n(&type_by_index[i], NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&stats_lock);
     /* the slot is not handed out again; its counts stay with it */
 }
 

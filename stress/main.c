@@ -2,15 +2,22 @@
  *
  *   ouro-stress [--list] [--scenario NAME]... [--threads N] [--duration SECONDS] [--seed N]
  *               [--json FILE] [--short] [--quiet]
+ *               [--soak DURATION [--soak-slice SECONDS] [--soak-csv FILE] [--soak-inject-leak]]
  *
  * Runs each selected scenario (all by default) for --duration seconds with a progress line on stderr,
- * then prints a summary table on stdout (and as JSON with --json). A failed oracle prints
+ * then prints a summary table and the RSS-over-time line on stdout (the table also as JSON with --json).
+ * A failed oracle prints
  *   FAIL <scenario>: <what> — reproduce: ouro-stress --scenario <name> --seed <seed> ...
  * on stderr and makes the exit status 1. A fatal event inside ouro (a corrupted canary, a double free)
  * or a crash prints the same line, without the summary, before the process dies.
  *
- * The whole default run is held to RUNNER_BUDGET_S: when every scenario runs and scenarios x duration
- * exceeds it, each scenario's duration is cut to budget / scenarios (and a note says so). */
+ * Durations: a --duration given is what every selected scenario runs, however long the run gets. Without
+ * it, a run of every scenario takes RUNNER_BUDGET_S in all (each scenario budget / scenarios, at most
+ * RUNNER_DEFAULT_DURATION), and a chosen one (--scenario) RUNNER_DEFAULT_DURATION; the first line says
+ * what each scenario gets and the planned total.
+ *
+ * --soak mixes the selected scenarios in slices for DURATION and judges the growth of RSS and live
+ * objects after warm-up (stress/soak.c). */
 #include "stress/json.h"
 #include "stress/stress.h"
 
@@ -33,11 +40,13 @@ static const stress_scenario *const runner_modules[] = {
     stress_lifecycle_scenarios,
 };
 
-#define RUNNER_BUDGET_S 120.0      /* most seconds a run of every scenario may take */
+#define RUNNER_BUDGET_S 120.0      /* seconds a run of every scenario takes without --duration */
 #define RUNNER_DEFAULT_THREADS 4
 #define RUNNER_SHORT_THREADS 2
 #define RUNNER_DEFAULT_DURATION 20.0
 #define RUNNER_MAX_SCENARIOS 64
+#define RUNNER_SOAK_SLICE 4.0      /* seconds per slice of a soak */
+#define RUNNER_SOAK_CSV "ouro-soak.csv"
 
 typedef struct runner_options {
     const stress_scenario *selected[RUNNER_MAX_SCENARIOS];
@@ -46,6 +55,11 @@ typedef struct runner_options {
     bool list;
     unsigned threads;
     double duration;
+    bool duration_given; /* --duration: honoured as given */
+    double soak;         /* --soak: seconds, 0 for a plain run */
+    double soak_slice;
+    const char *soak_csv;
+    bool soak_inject_leak;
     uint64_t seed;
     const char *json;
     bool short_run;
@@ -57,6 +71,7 @@ typedef struct runner_row {
     const stress_scenario *scenario;
     unsigned threads;
     uint64_t seed;
+    unsigned runs; /* slices of a soak; 1 otherwise */
     uint64_t ops;
     double seconds;
     size_t peak_rss;
@@ -135,9 +150,16 @@ static void runner_install_handlers(void) {
 static void runner_usage(FILE *f) {
     fprintf(f, "usage: ouro-stress [--list] [--scenario NAME]... [--threads N] [--duration SECONDS]\n"
                "                   [--seed N] [--json FILE] [--short] [--quiet]\n"
-               "  defaults: every scenario, %d threads (%d with --short), %g s each (a full run is held to\n"
-               "  %g s in all), seed from the clock (always printed)\n",
-            RUNNER_DEFAULT_THREADS, RUNNER_SHORT_THREADS, RUNNER_DEFAULT_DURATION, RUNNER_BUDGET_S);
+               "                   [--soak DURATION [--soak-slice SECONDS] [--soak-csv FILE] [--soak-inject-leak]]\n"
+               "  defaults: every scenario, %d threads (%d with --short), seed from the clock (always printed);\n"
+               "  without --duration a run of every scenario takes %g s in all (%g s each at most), a chosen\n"
+               "  scenario %g s; a --duration given is what each scenario runs, however long the total.\n"
+               "  --soak DURATION (90s, 2m, 1h or seconds): the scenarios mixed in slices of --soak-slice s\n"
+               "  (default %g), RSS, mapped bytes and live objects sampled every second to --soak-csv (default\n"
+               "  %s); fails (status %d) when RSS or live objects keep growing after warm-up.\n"
+               "  --soak-inject-leak leaks on purpose between slices: the soak must fail (the detector's test)\n",
+            RUNNER_DEFAULT_THREADS, RUNNER_SHORT_THREADS, RUNNER_BUDGET_S, RUNNER_DEFAULT_DURATION,
+            RUNNER_DEFAULT_DURATION, RUNNER_SOAK_SLICE, RUNNER_SOAK_CSV, STRESS_SOAK_EXIT_GROWTH);
 }
 
 /* Every registered scenario, module by module, in a full run's order. */
@@ -194,6 +216,8 @@ static double runner_parse_seconds(const char *opt, const char *s) {
 static void runner_parse(int argc, char **argv, runner_options *o) {
     bool threads_given = false, seed_given = false;
     o->duration = RUNNER_DEFAULT_DURATION;
+    o->soak_slice = RUNNER_SOAK_SLICE;
+    o->soak_csv = RUNNER_SOAK_CSV;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--list") == 0) {
@@ -223,6 +247,20 @@ static void runner_parse(int argc, char **argv, runner_options *o) {
             threads_given = true;
         } else if (strcmp(a, "--duration") == 0) {
             o->duration = runner_parse_seconds(a, runner_arg_value(argc, argv, &i));
+            o->duration_given = true;
+        } else if (strcmp(a, "--soak") == 0) {
+            const char *v = runner_arg_value(argc, argv, &i);
+            o->soak = stress_parse_duration(v);
+            if (o->soak < 0) {
+                fprintf(stderr, "ouro-stress: --soak: not a duration (90s, 2m, 1h or seconds): %s\n", v);
+                exit(2);
+            }
+        } else if (strcmp(a, "--soak-slice") == 0) {
+            o->soak_slice = runner_parse_seconds(a, runner_arg_value(argc, argv, &i));
+        } else if (strcmp(a, "--soak-csv") == 0) {
+            o->soak_csv = runner_arg_value(argc, argv, &i);
+        } else if (strcmp(a, "--soak-inject-leak") == 0) {
+            o->soak_inject_leak = true;
         } else if (strcmp(a, "--seed") == 0) {
             o->seed = runner_parse_u64(a, runner_arg_value(argc, argv, &i));
             seed_given = true;
@@ -247,12 +285,20 @@ static void runner_parse(int argc, char **argv, runner_options *o) {
         memcpy(o->selected, runner_all, runner_nall * sizeof runner_all[0]);
         o->nselected = runner_nall;
     }
+    if (!o->duration_given && !o->explicit_selection && RUNNER_BUDGET_S / (double)o->nselected < o->duration)
+        o->duration = RUNNER_BUDGET_S / (double)o->nselected;
+    if (o->soak > 0 && o->duration_given) {
+        fprintf(stderr, "ouro-stress: --soak and --duration: a soak's scenarios run in slices of --soak-slice\n");
+        exit(2);
+    }
 }
 
 /* ---- running ------------------------------------------------------------------------------------ */
 
-/* Runs one scenario and fills row; prints the FAIL line when an oracle failed. */
-static void runner_run_one(const runner_options *o, const stress_scenario *s, runner_row *row) {
+/* Runs one scenario for duration seconds with seed and fills row; prints the FAIL line when an oracle
+ * failed. */
+static void runner_run_one(const runner_options *o, const stress_scenario *s, double duration, uint64_t seed,
+                           runner_row *row) {
     stress_ctx *ctx = aligned_alloc(_Alignof(stress_ctx), (sizeof(stress_ctx) + 63) / 64 * 64);
     if (!ctx) {
         fprintf(stderr, "ouro-stress: out of memory\n");
@@ -261,15 +307,15 @@ static void runner_run_one(const runner_options *o, const stress_scenario *s, ru
     memset(ctx, 0, sizeof *ctx);
     ctx->scenario = s;
     ctx->threads = o->threads;
-    ctx->duration = o->duration;
-    ctx->seed = o->seed;
+    ctx->duration = duration;
+    ctx->seed = seed;
     ctx->short_run = o->short_run;
-    ctx->quiet = o->quiet;
+    ctx->quiet = o->quiet || o->soak > 0; /* a soak prints its own progress */
     atomic_init(&ctx->stop, false);
     atomic_init(&ctx->failed, false);
     atomic_init(&ctx->peak_rss, 0);
     snprintf(ctx->repro, sizeof ctx->repro, "ouro-stress --scenario %s --seed %llu --threads %u --duration %g%s",
-             s->name, (unsigned long long)o->seed, o->threads, o->duration, o->short_run ? " --short" : "");
+             s->name, (unsigned long long)seed, o->threads, duration, o->short_run ? " --short" : "");
 
     atomic_store_explicit(&runner_current, ctx, memory_order_relaxed);
     stress_monitor *m = stress_monitor_start(ctx);
@@ -287,7 +333,8 @@ static void runner_run_one(const runner_options *o, const stress_scenario *s, ru
     *row = (runner_row){
         .scenario = s,
         .threads = o->threads,
-        .seed = o->seed,
+        .seed = seed,
+        .runs = 1,
         .seconds = seconds,
         .peak_rss = atomic_load_explicit(&ctx->peak_rss, memory_order_relaxed),
         .ok = !stress_failed(ctx),
@@ -300,14 +347,15 @@ static void runner_run_one(const runner_options *o, const stress_scenario *s, ru
     free(ctx);
 }
 
-/* Prints the summary table on stdout. */
-static void runner_print_summary(const runner_row *rows, size_t n) {
-    printf("\n%-20s %7s %20s %12s %12s %10s %12s  %s\n", "scenario", "threads", "seed", "ops", "ops/s",
-           "peak RSS", "checks", "result");
+/* Prints the summary table on stdout; a soak's has a column of slices (runs) and its seed is the soak's. */
+static void runner_print_summary(const runner_row *rows, size_t n, bool soak) {
+    printf("\n%-20s %7s%s %20s %12s %12s %10s %12s  %s\n", "scenario", "threads", soak ? "  runs" : "", "seed", "ops",
+           "ops/s", "peak RSS", "checks", "result");
     for (size_t i = 0; i < n; i++) {
         const runner_row *r = &rows[i];
-        char rss[32];
-        printf("%-20s %7u %20llu %12llu %12.0f %10s %12llu  %s\n", r->scenario->name, r->threads,
+        char rss[32], runs[16] = "";
+        if (soak) snprintf(runs, sizeof runs, " %5u", r->runs);
+        printf("%-20s %7u%s %20llu %12llu %12.0f %10s %12llu  %s\n", r->scenario->name, r->threads, runs,
                (unsigned long long)r->seed, (unsigned long long)r->ops,
                r->seconds > 0 ? (double)r->ops / r->seconds : 0.0,
                stress_fmt_bytes(rss, sizeof rss, (double)r->peak_rss), (unsigned long long)r->checks,
@@ -320,15 +368,16 @@ static void runner_print_summary(const runner_row *rows, size_t n) {
 static bool runner_write_json(const char *path, const runner_options *o, const runner_row *rows, size_t n) {
     FILE *f = fopen(path, "w");
     if (!f) return false;
-    fprintf(f, "{\"seed\": %llu, \"threads\": %u, \"duration\": %g, \"short\": %s, \"rows\": [\n",
-            (unsigned long long)o->seed, o->threads, o->duration, o->short_run ? "true" : "false");
+    fprintf(f, "{\"seed\": %llu, \"threads\": %u, \"duration\": %g, \"soak\": %g, \"short\": %s, \"rows\": [\n",
+            (unsigned long long)o->seed, o->threads, o->soak > 0 ? o->soak_slice : o->duration, o->soak,
+            o->short_run ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         const runner_row *r = &rows[i];
         fputs("  {\"scenario\": ", f);
         json_write_string(f, r->scenario->name);
-        fprintf(f, ", \"threads\": %u, \"seed\": %llu, \"ops\": %llu, \"seconds\": %.3f, \"ops_per_s\": %.1f, "
+        fprintf(f, ", \"threads\": %u, \"seed\": %llu, \"runs\": %u, \"ops\": %llu, \"seconds\": %.3f, \"ops_per_s\": %.1f, "
                    "\"peak_rss_bytes\": %zu, \"checks\": %llu, \"result\": \"%s\", \"message\": ",
-                r->threads, (unsigned long long)r->seed, (unsigned long long)r->ops, r->seconds,
+                r->threads, (unsigned long long)r->seed, r->runs, (unsigned long long)r->ops, r->seconds,
                 r->seconds > 0 ? (double)r->ops / r->seconds : 0.0, r->peak_rss, (unsigned long long)r->checks,
                 r->ok ? "ok" : "FAIL");
         json_write_string(f, r->message);
@@ -336,6 +385,59 @@ static bool runner_write_json(const char *path, const runner_options *o, const r
     }
     fputs("]}\n", f);
     return fclose(f) == 0;
+}
+
+/* ---- soak --------------------------------------------------------------------------------------- */
+
+typedef struct runner_soak_arg {
+    const runner_options *o;
+    runner_row *rows; /* one per selected scenario, summed over its slices */
+} runner_soak_arg;
+
+/* A soak's slice: runs s and adds its row to s's. */
+static bool runner_soak_slice(const stress_scenario *s, double duration, uint64_t seed, void *arg) {
+    runner_soak_arg *a = arg;
+    size_t i = 0;
+    while (a->o->selected[i] != s) i++;
+    runner_row one, *r = &a->rows[i];
+    runner_run_one(a->o, s, duration, seed, &one);
+    if (r->runs == 0) {
+        *r = one;
+        r->seed = a->o->seed;
+        return one.ok;
+    }
+    r->runs++;
+    r->ops += one.ops;
+    r->checks += one.checks;
+    r->seconds += one.seconds;
+    if (one.peak_rss > r->peak_rss) r->peak_rss = one.peak_rss;
+    if (!one.ok) {
+        r->ok = false;
+        memcpy(r->message, one.message, sizeof r->message);
+    }
+    return one.ok;
+}
+
+/* Runs the soak of o's scenarios; fills rows (scenarios that got no slice keep runs 0). */
+static int runner_soak(const runner_options *o, runner_row *rows) {
+    runner_soak_arg arg = { .o = o, .rows = rows };
+    for (size_t i = 0; i < o->nselected; i++)
+        rows[i] = (runner_row){ .scenario = o->selected[i], .threads = o->threads, .seed = o->seed, .ok = true };
+    stress_soak_config c = {
+        .scenarios = o->selected,
+        .nscenarios = o->nselected,
+        .duration = o->soak,
+        .slice = o->soak_slice,
+        .seed = o->seed,
+        .threads = o->threads,
+        .short_run = o->short_run,
+        .quiet = o->quiet,
+        .inject_leak = o->soak_inject_leak,
+        .csv = o->soak_csv,
+        .run_slice = runner_soak_slice,
+        .arg = &arg,
+    };
+    return stress_soak(&c);
 }
 
 int main(int argc, char **argv) {
@@ -351,27 +453,28 @@ int main(int argc, char **argv) {
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!o.explicit_selection && o.duration * (double)o.nselected > RUNNER_BUDGET_S) {
-        double cut = RUNNER_BUDGET_S / (double)o.nselected;
-        fprintf(stderr, "ouro-stress: note: %zu scenarios x %g s exceed a full run's %g s; %g s each\n",
-                o.nselected, o.duration, RUNNER_BUDGET_S, cut);
-        o.duration = cut;
-    }
-    printf("ouro-stress: %zu scenario%s, %u threads, %g s each%s, seed %llu\n", o.nselected,
-           o.nselected == 1 ? "" : "s", o.threads, o.duration, o.short_run ? ", short" : "",
-           (unsigned long long)o.seed);
     runner_install_handlers();
-
     static runner_row rows[RUNNER_MAX_SCENARIOS];
-    bool all_ok = true;
-    for (size_t i = 0; i < o.nselected; i++) {
-        runner_run_one(&o, o.selected[i], &rows[i]);
-        all_ok &= rows[i].ok;
+    int status;
+    if (o.soak > 0) {
+        status = runner_soak(&o, rows);
+    } else {
+        printf("ouro-stress: %zu scenario%s, %u threads, %g s each (%s), about %.0f s in all%s, seed %llu\n",
+               o.nselected, o.nselected == 1 ? "" : "s", o.threads, o.duration,
+               o.duration_given ? "--duration" : o.explicit_selection ? "the default" : "the default: 120 s in all",
+               o.duration * (double)o.nselected, o.short_run ? ", short" : "", (unsigned long long)o.seed);
+        bool all_ok = true;
+        for (size_t i = 0; i < o.nselected; i++) {
+            runner_run_one(&o, o.selected[i], o.duration, o.seed, &rows[i]);
+            all_ok &= rows[i].ok;
+        }
+        status = all_ok ? 0 : 1;
     }
-    runner_print_summary(rows, o.nselected);
+    runner_print_summary(rows, o.nselected, o.soak > 0);
+    stress_timeline_print(stdout);
     if (o.json && !runner_write_json(o.json, &o, rows, o.nselected)) {
         fprintf(stderr, "ouro-stress: cannot write %s\n", o.json);
         return 2;
     }
-    return all_ok ? 0 : 1;
+    return status;
 }

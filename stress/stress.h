@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* --threads may not exceed this; slot STRESS_MAX_THREADS is the main thread's. */
 #define STRESS_MAX_THREADS 64
@@ -235,5 +236,50 @@ void stress_monitor_stop(stress_monitor *m);
 
 /* Sums every slot's ops and checks (checks may be NULL). */
 void stress_totals(stress_ctx *ctx, uint64_t *ops, uint64_t *checks);
+
+/* ---- the run's RSS timeline (support.c) --------------------------------------------------------- */
+
+/* Records rss at the time of the call when a second or more has passed since the last record (the
+ * first call starts the clock). The progress monitor calls it every tick, the soak's sampler every
+ * sample; any thread may. At most STRESS_TIMELINE_MAX records are kept: when full, neighbours merge
+ * (the larger RSS stays) and a record stands for twice as long. */
+#define STRESS_TIMELINE_MAX 4096
+void stress_timeline_add(size_t rss);
+
+/* Prints the timeline as one compact line: "RSS MiB over <s> s, the most of each <w> s: 3 29 9 ...",
+ * at most 40 values. Nothing when there is no record. */
+void stress_timeline_print(FILE *f);
+
+/* ---- the soak (soak.c) -------------------------------------------------------------------------- */
+
+/* Runs scenario s for duration seconds with seed (the runner's run of one scenario: progress monitor,
+ * fatal handlers, FAIL line); false when it failed. */
+typedef bool (*stress_slice_fn)(const stress_scenario *s, double duration, uint64_t seed, void *arg);
+
+typedef struct stress_soak_config {
+    const stress_scenario *const *scenarios; /* the scenarios to mix, at least one */
+    size_t nscenarios;
+    double duration;  /* --soak: seconds in all */
+    double slice;     /* --soak-slice: seconds per scenario run */
+    uint64_t seed;
+    unsigned threads;
+    bool short_run;
+    bool quiet;       /* no progress lines (the verdict is always printed) */
+    bool inject_leak; /* --soak-inject-leak: leak on purpose between slices, to prove the detector */
+    const char *csv;  /* where the samples go */
+    stress_slice_fn run_slice;
+    void *arg;
+} stress_soak_config;
+
+/* Exit statuses of a soak besides 0 (passed) and 1 (a scenario failed). */
+#define STRESS_SOAK_EXIT_SETUP 2  /* the CSV or the sampler could not be set up */
+#define STRESS_SOAK_EXIT_GROWTH 3 /* RSS or live objects grew beyond their bound after warm-up */
+
+/* Runs the soak described by c (docs/stress.md, "Soak"); returns 0 or one of the statuses above. */
+int stress_soak(const stress_soak_config *c);
+
+/* Parses a soak duration: plain seconds or a number followed by s, m or h ("90s", "2m", "1.5h").
+ * -1 when s is not one. */
+double stress_parse_duration(const char *s);
 
 #endif /* OURO_STRESS_H */

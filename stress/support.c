@@ -266,6 +266,66 @@ static const char *support_fmt_count(char *buf, size_t len, double n) {
     return buf;
 }
 
+/* ---- RSS timeline ------------------------------------------------------------------------------- */
+
+#define SUPPORT_LINE_VALUES 40 /* most values on the compact line */
+
+/* The records: rss[i] is the most resident bytes seen in the i-th period of width seconds since start.
+ * Guarded by timeline_lock; any thread records. */
+static struct {
+    pthread_mutex_t lock;
+    double start, last, width, end;
+    size_t n;
+    size_t rss[STRESS_TIMELINE_MAX];
+} support_timeline = { .lock = PTHREAD_MUTEX_INITIALIZER, .width = 1.0 };
+
+void stress_timeline_add(size_t rss) {
+    double now = stress_now();
+    pthread_mutex_lock(&support_timeline.lock);
+    if (support_timeline.n == 0 && support_timeline.start == 0) {
+        support_timeline.start = now;
+    } else if (now - support_timeline.last < 1.0) {
+        pthread_mutex_unlock(&support_timeline.lock);
+        return;
+    }
+    support_timeline.last = now;
+    support_timeline.end = now - support_timeline.start;
+    size_t i = (size_t)(support_timeline.end / support_timeline.width);
+    while (i >= STRESS_TIMELINE_MAX) { /* full: merge neighbours, each record now twice as long */
+        for (size_t k = 0; k < STRESS_TIMELINE_MAX / 2; k++) {
+            size_t a = support_timeline.rss[2 * k], b = support_timeline.rss[2 * k + 1];
+            support_timeline.rss[k] = a > b ? a : b;
+        }
+        memset(&support_timeline.rss[STRESS_TIMELINE_MAX / 2], 0, STRESS_TIMELINE_MAX / 2 * sizeof(size_t));
+        support_timeline.n = (support_timeline.n + 1) / 2;
+        support_timeline.width *= 2;
+        i = (size_t)(support_timeline.end / support_timeline.width);
+    }
+    if (rss > support_timeline.rss[i]) support_timeline.rss[i] = rss;
+    if (i + 1 > support_timeline.n) support_timeline.n = i + 1;
+    pthread_mutex_unlock(&support_timeline.lock);
+}
+
+void stress_timeline_print(FILE *f) {
+    pthread_mutex_lock(&support_timeline.lock);
+    size_t n = support_timeline.n;
+    if (n == 0) {
+        pthread_mutex_unlock(&support_timeline.lock);
+        return;
+    }
+    size_t per = (n + SUPPORT_LINE_VALUES - 1) / SUPPORT_LINE_VALUES; /* records per value */
+    fprintf(f, "RSS MiB over %.0f s, the most of each %g s:", support_timeline.end, per * support_timeline.width);
+    for (size_t i = 0; i < n; i += per) {
+        size_t most = 0;
+        for (size_t k = i; k < i + per && k < n; k++)
+            if (support_timeline.rss[k] > most) most = support_timeline.rss[k];
+        double mib = (double)most / (1024.0 * 1024);
+        fprintf(f, mib < 10 ? " %.1f" : " %.0f", mib);
+    }
+    fputc('\n', f);
+    pthread_mutex_unlock(&support_timeline.lock);
+}
+
 /* ---- progress monitor --------------------------------------------------------------------------- */
 
 #define SUPPORT_TICK_S 0.2        /* live line redraw and deadline precision */
@@ -335,7 +395,7 @@ static void *support_monitor_main(void *arg) {
         if (m->done) break;
         double now = stress_now(), elapsed = now - m->start;
         if (elapsed >= ctx->duration) atomic_store_explicit(&ctx->stop, true, memory_order_relaxed);
-        stress_rss_sample(ctx);
+        stress_timeline_add(stress_rss_sample(ctx));
         if (ctx->quiet) continue;
         if (m->tty || now - last_plain >= SUPPORT_PLAIN_EVERY_S) {
             support_monitor_draw(m, elapsed);

@@ -784,7 +784,7 @@ static void test_type_stats_all(void **state) {
     int seen = 0;
     for (size_t i = 0; i < total; i++) {
         if (e[i].type == &box_type) seen |= 1, assert_true(e[i].stats.live >= 1);
-        if (e[i].type == t) seen |= 2, assert_int_equal(e[i].stats.live, 1);
+        if (e[i].type == t) seen |= 2, assert_int_equal(e[i].stats.live, 1), assert_string_equal(e[i].name, t->name);
     }
     assert_int_equal(seen, 3);
     ouro_decref(n);

@@ -300,16 +300,22 @@ typedef struct ouro_type_stats {
  * for NULL. */
 int ouro_type_get_stats(const ouro_type *type, ouro_type_stats *out);
 
-/* One type's counts, as ouro_type_stats_all lists them. */
+#define OURO_TYPE_STATS_NAME_MAX 32
+
+/* One type's counts, as ouro_type_stats_all lists them. type is only a handle: another thread may free
+ * the type (ouro_type_free) as soon as the call returns; name is a copy (truncated to
+ * OURO_TYPE_STATS_NAME_MAX - 1 bytes) that stays readable. */
 typedef struct ouro_type_stats_entry {
     const ouro_type *type;
     ouro_type_stats stats;
+    char name[OURO_TYPE_STATS_NAME_MAX];
 } ouro_type_stats_entry;
 
 /* Lists every type that has made instances (the first 255 such types; later ones have counts through
  * ouro_type_get_stats only) with its counts, into out[0..max). Returns how many there are (which may
  * exceed max: call again with a bigger array), or (size_t)-1 with OURO_ERR_INVALID for out NULL with
- * max > 0. Like sys.getobjects' summary: which types hold live objects. */
+ * max > 0. Like sys.getobjects' summary: which types hold live objects. Safe from any thread, attached
+ * or not, while other threads make, free and ouro_type_free types (a monitor thread may sample it). */
 size_t ouro_type_stats_all(ouro_type_stats_entry *out, size_t max);
 
 /* ---- generic operations ----------------------------------------------------------------------------- */
