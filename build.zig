@@ -48,6 +48,7 @@ const test_sources = [_][]const u8{
     "tests/test_weakref.c",
     "tests/test_gc.c",
     "tests/test_lifecycle.c",
+    "tests/test_faults.c",
 };
 
 /// The stress runner and its scenarios.
@@ -337,6 +338,7 @@ pub fn build(b: *std.Build) void {
         .{ .name = "test_weakref", .files = &.{"tests/test_weakref.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_gc", .files = &.{"tests/test_gc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_lifecycle", .files = &.{"tests/test_lifecycle.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_faults", .files = &.{"tests/test_faults.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {

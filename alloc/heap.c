@@ -116,7 +116,7 @@ static ouro_heap_t *heap_attach(void) {
     /* Hardened builds draw each heap's keys from the OS (a leaked key tells nothing of another heap's);
      * others only need distinct values and save the syscall on every thread start. */
     uint64_t seed[2] = {0, 0};
-    if (!OURO_HARDENED || getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+    if (!OURO_HARDENED || _ouro_sys_getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         seed[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)h;

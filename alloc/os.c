@@ -8,7 +8,7 @@
 ouro_alloc_counters _ouro_counters;
 
 /* Fault injection (ouro_debug_fail_os_map): the mapping that brings this counter to 0 fails. */
-static _Atomic unsigned long fail_countdown;
+#define fail_countdown _ouro_fault_countdown[OURO_FAULT_OS_MAP]
 
 void ouro_debug_fail_os_map(unsigned long nth) { atomic_store(&fail_countdown, nth); }
 

@@ -12,7 +12,9 @@
 #endif
 
 #include "ouro.h"
+#include <pthread.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define OURO_INTERNAL __attribute__((visibility("hidden")))
 #define OURO_NOINLINE __attribute__((noinline))
@@ -35,6 +37,14 @@ OURO_INTERNAL void _ouro_warn(const char *fmt, ...) __attribute__((format(printf
 OURO_INTERNAL void *_ouro_sys_malloc(size_t n);
 OURO_INTERNAL void *_ouro_sys_calloc(size_t n, size_t size);
 OURO_INTERNAL void *_ouro_sys_realloc(void *p, size_t n);
+
+/* pthread_create and getrandom for ouro's own threads and randomness (core/mem.c), with fault
+ * injection (ouro_debug_fail_thread_create, ouro_debug_fail_getrandom). Every caller has a fallback. */
+OURO_INTERNAL int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+OURO_INTERNAL ssize_t _ouro_sys_getrandom(void *buf, size_t n, unsigned flags);
+
+/* Fault injection's countdowns, one per ouro_fault kind (core/mem.c). */
+OURO_INTERNAL extern _Atomic unsigned long _ouro_fault_countdown[];
 
 /* Fault injection's countdown: true for the call that brings *countdown from 1 to 0 (0: disarmed). */
 OURO_INTERNAL bool _ouro_fault_due(_Atomic unsigned long *countdown);

@@ -131,7 +131,7 @@ static void key_random(void) {
     unsigned char buf[16];
     size_t got = 0;
     while (got < sizeof buf) {
-        ssize_t r = getrandom(buf + got, sizeof buf - got, 0);
+        ssize_t r = _ouro_sys_getrandom(buf + got, sizeof buf - got, 0);
         if (r > 0) got += (size_t)r;
         else if (r == 0 || errno != EINTR) break;
     }

@@ -4,11 +4,16 @@
  * ouro's internal records (thread records, refcount queue chunks, the collector's work space, ...)
  * come from the C library, never from ouro's own heaps, whose slow paths reach safepoints. They all go
  * through _ouro_sys_malloc/calloc/realloc so that a test can make the nth of them fail
- * (ouro_debug_fail_malloc) and show that every caller copes with NULL. */
+ * (ouro_debug_fail_malloc) and show that every caller copes with NULL. The threads ouro starts (the
+ * reclaimer, the stop watchdog, the collector's helper) and its getrandom() calls go through
+ * _ouro_sys_thread_create and _ouro_sys_getrandom for the same reason (ouro_debug_fail_thread_create,
+ * ouro_debug_fail_getrandom). */
 #include "core/atomic.h"
 #include "core/debug.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
 bool _ouro_fault_due(_Atomic unsigned long *countdown) {
     unsigned long n = ouro_load_relaxed(countdown);
@@ -18,8 +23,24 @@ bool _ouro_fault_due(_Atomic unsigned long *countdown) {
     return false;
 }
 
-/* The allocation that brings this counter to 0 fails (ouro_debug_fail_malloc). */
-static _Atomic unsigned long malloc_countdown;
+/* Each kind's countdown: the call that brings it from 1 to 0 fails (ouro_debug_fail). */
+_Atomic unsigned long _ouro_fault_countdown[OURO_FAULT_KINDS];
+#define malloc_countdown _ouro_fault_countdown[OURO_FAULT_MALLOC]
+#define thread_countdown _ouro_fault_countdown[OURO_FAULT_THREAD]
+#define random_countdown _ouro_fault_countdown[OURO_FAULT_RANDOM]
+
+int ouro_debug_fail(ouro_fault what, unsigned long nth) {
+    if ((unsigned)what >= OURO_FAULT_KINDS) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_debug_fail: no fault kind %d", (int)what);
+        return -1;
+    }
+    atomic_store(&_ouro_fault_countdown[what], nth);
+    return 0;
+}
+
+unsigned long ouro_debug_fault_pending(ouro_fault what) {
+    return (unsigned)what < OURO_FAULT_KINDS ? atomic_load(&_ouro_fault_countdown[what]) : 0;
+}
 
 void ouro_debug_fail_malloc(unsigned long nth) { atomic_store(&malloc_countdown, nth); }
 
@@ -28,3 +49,19 @@ void *_ouro_sys_malloc(size_t n) { return _ouro_fault_due(&malloc_countdown) ? N
 void *_ouro_sys_calloc(size_t n, size_t size) { return _ouro_fault_due(&malloc_countdown) ? NULL : calloc(n, size); }
 
 void *_ouro_sys_realloc(void *p, size_t n) { return _ouro_fault_due(&malloc_countdown) ? NULL : realloc(p, n); }
+
+void ouro_debug_fail_thread_create(unsigned long nth) { atomic_store(&thread_countdown, nth); }
+
+int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    return _ouro_fault_due(&thread_countdown) ? EAGAIN : pthread_create(t, attr, fn, arg);
+}
+
+void ouro_debug_fail_getrandom(unsigned long nth) { atomic_store(&random_countdown, nth); }
+
+ssize_t _ouro_sys_getrandom(void *buf, size_t n, unsigned flags) {
+    if (_ouro_fault_due(&random_countdown)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return getrandom(buf, n, flags);
+}

@@ -405,7 +405,7 @@ static bool helper_ready(void) {
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        if (pthread_create(&t, &attr, helper_main, NULL) == 0) helper.state = 1;
+        if (_ouro_sys_thread_create(&t, &attr, helper_main, NULL) == 0) helper.state = 1; /* else it scans alone */
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
     }

@@ -41,6 +41,7 @@ static pid_t reclaimer_pid;     /* qlock: the process whose reclaimer runs (0: n
 static pthread_t reclaimer;     /* qlock */
 static bool reclaimer_exit;     /* qlock: ouro_fini asks it to leave */
 static bool reclaimer_hold;     /* qlock: a fork child rebuilding its state: start no thread yet */
+static _Atomic bool reclaimer_missing; /* its start failed (written under qlock): pushes try again */
 static __thread bool tls_is_reclaimer;
 
 /* Back-pressure. One reclaimer serves every pusher; were pushers to outrun it (it is starved of CPU, or
@@ -156,8 +157,11 @@ static void defer_start_locked(void) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     reclaimer_exit = false;
-    if (pthread_create(&reclaimer, &attr, defer_reclaimer, NULL) == 0) reclaimer_pid = getpid();
-    else _ouro_warn("cannot start the reclaimer thread; deferred callbacks wait until one starts");
+    bool started = _ouro_sys_thread_create(&reclaimer, &attr, defer_reclaimer, NULL) == 0;
+    if (started) reclaimer_pid = getpid();
+    else if (!atomic_load_explicit(&reclaimer_missing, memory_order_relaxed))
+        _ouro_warn("cannot start the reclaimer thread; the next deferral or a waiting barrier tries again");
+    atomic_store_explicit(&reclaimer_missing, !started, memory_order_relaxed);
     pthread_attr_destroy(&attr);
 }
 
@@ -166,7 +170,8 @@ void _ouro_defer_push(ouro_defer_node *node) {
     ouro_defer_node *old = ouro_load_relaxed(&defer_head);
     do node->next = old;
     while (!atomic_compare_exchange_weak_explicit(&defer_head, &old, node, memory_order_release, memory_order_relaxed));
-    if (old == NULL) { /* the reclaimer may be asleep (it sleeps only on an empty stack) */
+    /* The reclaimer may be asleep (it sleeps only on an empty stack), or missing (its start failed). */
+    if (old == NULL || atomic_load_explicit(&reclaimer_missing, memory_order_relaxed)) {
         pthread_mutex_lock(&qlock);
         defer_start_locked();
         pthread_cond_signal(&qcond);
@@ -238,7 +243,21 @@ int ouro_defer_barrier(void) {
     bool online = me && me->offline_depth == 0;
     if (online) _ouro_thread_go_offline(me, OURO_TS_OFFLINE);
     pthread_mutex_lock(&qlock);
-    while (!b.done) pthread_cond_wait(&done_cond, &qlock);
+    while (!b.done) {
+        if (atomic_load_explicit(&reclaimer_missing, memory_order_relaxed)) { /* try again every 10 ms */
+            defer_start_locked();
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 10 * 1000 * 1000;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&done_cond, &qlock, &until);
+        } else {
+            pthread_cond_wait(&done_cond, &qlock);
+        }
+    }
     pthread_mutex_unlock(&qlock);
     if (online) _ouro_thread_come_online(me);
     return 0;
@@ -253,6 +272,8 @@ int ouro_synchronize(void) {
 /* ouro_fini: the reclaimer runs what is queued, then leaves (a later push starts another). */
 void _ouro_defer_shutdown(void) {
     pthread_mutex_lock(&qlock);
+    if (ouro_load_relaxed(&defer_head) && atomic_load_explicit(&reclaimer_missing, memory_order_relaxed))
+        defer_start_locked(); /* its start failed: what is queued must still run before fini returns */
     bool running = reclaimer_pid == getpid();
     pthread_t t = reclaimer;
     reclaimer_exit = true;
@@ -316,6 +337,7 @@ void _ouro_defer_child_reset(void) {
     reclaimer_pid = 0;
     reclaimer_exit = false;
     reclaimer_hold = true;
+    atomic_store_explicit(&reclaimer_missing, false, memory_order_relaxed);
     ouro_defer_node *older = NULL; /* the inflight batch, reversed: it goes below what the stack holds */
     for (ouro_defer_node *n = inflight, *next; n; n = next) {
         next = n->next;

@@ -134,7 +134,7 @@ static void stw_watch(bool arm, const char *reason) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        watch.started = pthread_create(&t, &attr, stw_watchdog, NULL) == 0;
+        watch.started = _ouro_sys_thread_create(&t, &attr, stw_watchdog, NULL) == 0; /* else the next stop tries again */
         pthread_attr_destroy(&attr);
     }
     watch.armed = arm;

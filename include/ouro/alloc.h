@@ -120,6 +120,36 @@ void ouro_debug_fail_os_map(unsigned long nth);
 void ouro_debug_fail_malloc(unsigned long nth);
 #define OURO_HAVE_DEBUG_FAIL_MALLOC 1
 
+/* Fault injection: the nth thread ouro starts from now (its deferred-callback reclaimer, the stop
+ * watchdog, the collector's helper; 1 = the next one) is not created, as if pthread_create failed with
+ * EAGAIN. Each copes: the reclaimer is started again by the next deferral and by a waiting barrier (a
+ * warning once), the watchdog at the next stop, and a collector without its helper scans alone. 0
+ * disarms. Process-wide. */
+void ouro_debug_fail_thread_create(unsigned long nth);
+
+/* Fault injection: the nth getrandom() call of ouro from now (the hash key, a hardened heap's keys)
+ * fails with ENOSYS; the hash key then comes from /dev/urandom, a heap's keys from the clock. 0 disarms.
+ * Process-wide. */
+void ouro_debug_fail_getrandom(unsigned long nth);
+#define OURO_HAVE_DEBUG_FAIL_THREADS 1
+
+/* The kinds of injected faults, for the general form below. */
+typedef enum ouro_fault {
+    OURO_FAULT_MALLOC,  /* ouro_debug_fail_malloc */
+    OURO_FAULT_OS_MAP,  /* ouro_debug_fail_os_map */
+    OURO_FAULT_THREAD,  /* ouro_debug_fail_thread_create */
+    OURO_FAULT_RANDOM,  /* ouro_debug_fail_getrandom */
+    OURO_FAULT_KINDS
+} ouro_fault;
+
+/* Arms fault injection of kind what: the nth such call from now fails (0 disarms). 0, or -1 with
+ * OURO_ERR_INVALID for an unknown kind. */
+int ouro_debug_fail(ouro_fault what, unsigned long nth);
+
+/* How many calls of kind what are left before the armed fault (0: it fired, or none is armed): a sweep
+ * that arms the nth call knows it has walked past the last one when a run leaves this non-zero. */
+unsigned long ouro_debug_fault_pending(ouro_fault what);
+
 #ifdef __cplusplus
 }
 #endif
