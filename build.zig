@@ -49,6 +49,7 @@ const test_sources = [_][]const u8{
     "tests/test_gc.c",
     "tests/test_lifecycle.c",
     "tests/test_faults.c",
+    "tests/test_misuse.c",
 };
 
 /// The stress runner and its scenarios.
@@ -339,6 +340,7 @@ pub fn build(b: *std.Build) void {
         .{ .name = "test_gc", .files = &.{"tests/test_gc.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_lifecycle", .files = &.{"tests/test_lifecycle.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_faults", .files = &.{"tests/test_faults.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_misuse", .files = &.{"tests/test_misuse.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {

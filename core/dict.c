@@ -396,7 +396,7 @@ static int dict_lookup_locked(dict_object *d, ouro_object *key, int64_t hash, ou
 }
 
 int _ouro_dict_lookup(dict_object *d, ouro_object *key, int64_t hash, ouro_object **value) {
-    if (!_ouro_object_thread_ready()) return -1; /* readers are attached and online */
+    if (!_ouro_object_thread_ready_on("a dict lookup", &d->head)) return -1; /* readers are attached and online */
     int r = dict_lookup_lockfree(d, key, hash, value);
     return r != LOOKUP_FALLBACK ? r : dict_lookup_locked(d, key, hash, value);
 }

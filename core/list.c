@@ -311,7 +311,7 @@ static size_t list_extra_size(ouro_object *self) {
 
 /* l as a list, the calling thread ready to read it lock-free (attached); NULL with the error set. */
 static list_object *list_check(ouro_object *l, const char *fn) {
-    if (!_ouro_arg(l, &ouro_list_type, fn) || !_ouro_object_thread_ready()) return NULL;
+    if (!_ouro_arg(l, &ouro_list_type, fn) || !_ouro_object_thread_ready_on(fn, l)) return NULL;
     return (list_object *)l;
 }
 

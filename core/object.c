@@ -179,6 +179,25 @@ static const char *object_type_name(const ouro_object *o) {
     return o->type && o->type->name ? o->type->name : "?";
 }
 
+const char *_ouro_object_type_name_at(const void *p) {
+    if (_ouro_addrmap_get(p) != OURO_CHUNK_ARENA) return NULL;
+    ouro_pool_t *pool = ouro_pool_of(p);
+    if (pool->magic != OURO_POOL_MAGIC || (pool->kind != OURO_KIND_OBJECT && pool->kind != OURO_KIND_GC) || !pool->block_size)
+        return NULL;
+    if ((size_t)((const char *)p - ouro_pool_data(pool)) % pool->block_size != 0) return NULL;
+    return object_type_name(p);
+}
+
+/* Misuse (debug level >= 1): an object API called by a thread inside an offline section. */
+_Noreturn void _ouro_object_offline_misuse(const char *fn, const ouro_object *o) {
+    ouro_thread_t *me = _ouro_tls_thread;
+    char what[96] = "";
+    if (o) snprintf(what, sizeof what, " on %s object %p", object_type_name(o), (const void *)o);
+    _ouro_fatal("%s: called inside an offline section%s (thread %d%s%s): object APIs need an online thread "
+                "(end the section with ouro_offline_end first)",
+                fn, what, me ? (int)me->os_tid : 0, me && me->name[0] ? ", " : "", me && me->name[0] ? me->name : "");
+}
+
 /* A decref of a block that the allocator has back: stop with its address and type (words 1..3, the
  * type among them, survive a free). */
 static OURO_COLD _Noreturn void object_freed_decref(ouro_object *o) {
@@ -329,6 +348,11 @@ enum { MERGE_WAIT_S = 5 };
 
 void ouro_decref_shared(ouro_object *o) {
     object_check_not_freed(o);
+    if (OURO_DEBUG_LEVEL >= 1 && OURO_UNLIKELY(atomic_load_explicit(&_ouro_runtime_finished, memory_order_relaxed)) &&
+        !ouro_is_immortal(o))
+        _ouro_fatal("ouro_decref: %s object %p dropped after ouro_fini (drop objects before shutting the runtime "
+                    "down, or start it again with ouro_init)",
+                    object_type_name(o), (void *)o);
     time_t waited_since = 0;
     for (unsigned spins = 0;; spins++) {
         if (ouro_is_immortal(o)) return;
@@ -520,7 +544,11 @@ static void brc_init(void) {
 }
 
 /* Registers the calling thread as an owner (attaching it first). false with an error set. */
-bool _ouro_object_thread_ready(void) {
+bool _ouro_object_thread_ready_on(const char *fn, const ouro_object *o) {
+    if (OURO_DEBUG_LEVEL >= 1) {
+        ouro_thread_t *t = _ouro_tls_thread;
+        if (t && t->offline_depth > 0) _ouro_object_offline_misuse(fn, o);
+    }
     if (tls_brc) return true;
     if (ouro_thread_attach() != 0) return false;
     pthread_once(&brc_once, brc_init);
@@ -644,7 +672,7 @@ static bool object_check_type(const ouro_type *type, const char *fn, bool var) {
 
 /* A zeroed object block of size bytes with its header set (one reference, the caller the owner). */
 static ouro_object *object_make(const ouro_type *type, size_t size) {
-    if (!_ouro_object_thread_ready()) return NULL;
+    if (!_ouro_object_thread_ready_on("ouro_new", NULL)) return NULL;
     bool gc = type->flags & OURO_TYPE_GC;
     if (gc && atomic_load_explicit(&_ouro_gc_due, memory_order_relaxed)) _ouro_gc_poll();
     unsigned kind = gc ? OURO_KIND_GC : OURO_KIND_OBJECT;

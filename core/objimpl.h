@@ -67,8 +67,16 @@ typedef struct ouro_deferred_block {
 /* Frees b (allocated with ouro_alloc) after a grace period. */
 OURO_INTERNAL void _ouro_free_deferred(ouro_deferred_block *b);
 
-/* The calling thread attached and registered for objects (ouro_new's set-up); false with an error. */
-OURO_INTERNAL bool _ouro_object_thread_ready(void);
+/* The calling thread attached and registered for objects (ouro_new's set-up); false with an error.
+ * Debug builds (level >= 1) stop when the thread is inside an offline section, naming fn and o (the
+ * object the call is about, when there is one). */
+OURO_INTERNAL bool _ouro_object_thread_ready_on(const char *fn, const ouro_object *o);
+#define _ouro_object_thread_ready() _ouro_object_thread_ready_on(__func__, NULL)
+OURO_INTERNAL _Noreturn void _ouro_object_offline_misuse(const char *fn, const ouro_object *o) __attribute__((cold));
+
+/* The type name of the object whose block starts at p, or NULL when p is not the start of an ouro
+ * object block (for diagnostics). */
+OURO_INTERNAL const char *_ouro_object_type_name_at(const void *p);
 
 /* Header flags (ouro_object.flags, atomic bit operations). */
 #define OURO_OBJ_WEAKREFS 1u /* weak references to the object exist (core/weakref.c) */

@@ -231,7 +231,7 @@ static bool slot_check(const ouro_object *o, size_t i, const char *fn) {
 }
 
 ouro_object *ouro_slot_get(ouro_object *o, size_t i) {
-    if (!slot_check(o, i, "ouro_slot_get") || !_ouro_object_thread_ready()) return NULL;
+    if (!slot_check(o, i, "ouro_slot_get") || !_ouro_object_thread_ready_on("ouro_slot_get", o)) return NULL;
     ouro_object **slot = &_ouro_slots_of(o)[i];
     for (;;) { /* lock-free: core/objimpl.h */
         ouro_object *v = _ouro_slot_load(slot);

@@ -384,6 +384,12 @@ static void cand_add(ouro_object *o, void *arg) {
     refs_set(o, count);
 }
 
+_Noreturn void _ouro_gc_traverse_freed(const ouro_object *parent, const ouro_object *child) {
+    _ouro_fatal("gc: the traverse of %s object %p visited %p, a freed block (a reference the type does not own, "
+                "or a decref too many)",
+                parent->type && parent->type->name ? parent->type->name : "?", (const void *)parent, (const void *)child);
+}
+
 static int visit_decref(ouro_object *child, void *arg) {
     (void)arg;
     if (child && (gc_bits_of(child) & OURO_GC_CANDIDATE)) refs_set(child, refs_of(child) - 1);

@@ -50,8 +50,30 @@ static inline intptr_t gc_true_count(const ouro_object *o) {
            (__atomic_load_n(&o->ref_shared, __ATOMIC_RELAXED) >> OURO_SHARED_SHIFT);
 }
 
+/* Debug builds (level >= 1): every reference a type's traverse visits is checked not to be a freed
+ * block (its canary), and a freed one stops the program naming the type, the object and the reference. */
+OURO_INTERNAL _Noreturn void _ouro_gc_traverse_freed(const ouro_object *parent, const ouro_object *child) __attribute__((cold));
+
+typedef struct {
+    ouro_visitproc visit;
+    void *arg;
+    const ouro_object *parent;
+} gc_checked_visit;
+
+static inline int gc_visit_checked(ouro_object *child, void *arg) {
+    gc_checked_visit *c = arg;
+    if (child && OURO_UNLIKELY(_ouro_block_freed(child))) _ouro_gc_traverse_freed(c->parent, child);
+    return c->visit(child, c->arg);
+}
+
 static inline void gc_traverse(ouro_object *o, ouro_visitproc visit, void *arg) {
-    if (o->type->traverse) o->type->traverse(o, visit, arg);
+    if (!o->type->traverse) return;
+    if (OURO_DEBUG_LEVEL >= 1) {
+        gc_checked_visit c = {visit, arg, o};
+        o->type->traverse(o, gc_visit_checked, &c);
+    } else {
+        o->type->traverse(o, visit, arg);
+    }
 }
 
 /* ---- gc.c -------------------------------------------------------------------------------------------- */

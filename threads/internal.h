@@ -119,6 +119,10 @@ OURO_INTERNAL bool _ouro_stw_stop_for_fork(void);
  * watchdog, whose waiters are gone) and starts the world when stopped says the prepare stopped it. */
 OURO_INTERNAL void _ouro_stw_start_after_fork(bool child, bool stopped);
 
+/* Set by a successful ouro_fini, cleared by ouro_init and ouro_thread_attach: debug builds catch a
+ * decref in between (core/object.c). */
+OURO_INTERNAL extern _Atomic bool _ouro_runtime_finished;
+
 /* defer.c */
 /* Waits for a grace period; the caller (attached or not) is offline while it waits. */
 OURO_INTERNAL void _ouro_defer_synchronize(void);

@@ -12,10 +12,49 @@
  * the lock only after they come online again (so no thread parks for a stop holding a lock it waited
  * for: see ouro_lock_slow); a waiter that then loses the race to another taker waits again. */
 #include "threads/internal.h"
+#include "core/objimpl.h"
 
 #include <sched.h>
 
 #include "ouro/lock.h"
+
+/* ---- debug builds: the locks each thread holds ------------------------------------------------------ */
+
+enum { HELD_MAX = 32 }; /* beyond it, the extra locks are not tracked (no false report, a missed one) */
+static __thread const ouro_lock_t *held[HELD_MAX];
+static __thread unsigned nheld, held_untracked;
+
+/* "lock 0x... (the lock of a list object at 0x...)" or "lock 0x...". */
+static const char *lock_describe(const ouro_lock_t *l, char *buf, size_t n) {
+    const void *obj = (const char *)l - offsetof(ouro_object, lock);
+    const char *type = _ouro_object_type_name_at(obj);
+    if (type) snprintf(buf, n, "lock %p (the lock of %s object %p)", (const void *)l, type, obj);
+    else snprintf(buf, n, "lock %p", (const void *)l);
+    return buf;
+}
+
+void ouro_lock_debug_taking_(const ouro_lock_t *l) {
+    for (unsigned i = 0; i < nheld; i++)
+        if (held[i] == l) {
+            char d[160];
+            _ouro_fatal("ouro_lock: the calling thread already holds %s: object locks are not recursive (a deadlock)",
+                        lock_describe(l, d, sizeof d));
+        }
+}
+
+void ouro_lock_debug_held_(const ouro_lock_t *l, int now_held) {
+    if (now_held) {
+        if (nheld < HELD_MAX) held[nheld++] = l;
+        else held_untracked++;
+        return;
+    }
+    for (unsigned i = nheld; i-- > 0;)
+        if (held[i] == l) {
+            held[i] = held[--nheld];
+            return;
+        }
+    if (held_untracked) held_untracked--;
+}
 
 enum { LOT_BUCKETS = 256, LOT_SPINS = 64 };
 
@@ -54,6 +93,12 @@ int ouro_lock_slow(ouro_lock_t *l) {
         if (i > LOT_SPINS / 2) sched_yield();
         else __builtin_ia32_pause();
     }
+    if (OURO_DEBUG_LEVEL >= 1 && _ouro_tls_holds_stop) { /* its holder is parked: it waits for us */
+        char d[160];
+        _ouro_fatal("ouro_lock: the holder of a stop of the world waits for %s, held by a thread the stop has "
+                    "parked: a deadlock (take object locks before stopping the world, or ouro_lock_try)",
+                    lock_describe(l, d, sizeof d));
+    }
     pthread_once(&lot_once, lot_init);
     ouro_thread_t *me = _ouro_tls_thread;
     bool online = me && me->offline_depth == 0 && !me->stopper;
@@ -74,6 +119,7 @@ int ouro_lock_slow(ouro_lock_t *l) {
                 uint8_t want = OURO_LOCK_LOCKED | (b->waiters > 1 ? OURO_LOCK_PARKED : 0);
                 if (__atomic_compare_exchange_n(&l->bits, &v, want, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
                     taken = true;
+                    OURO_LOCK_DEBUG_HELD_(l, 1);
                     break;
                 }
                 continue;

@@ -131,12 +131,15 @@ static void thread_global_init(void) {
 
 void _ouro_runtime_init(void) { pthread_once(&thread_once, thread_global_init); }
 
+_Atomic bool _ouro_runtime_finished;
+
 int ouro_init(const ouro_config *cfg) {
     if (cfg && cfg->size != 0 && cfg->size != sizeof *cfg) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_init: config size %zu, expected %zu", cfg->size, sizeof *cfg);
         return -1;
     }
     _ouro_runtime_init();
+    atomic_store_explicit(&_ouro_runtime_finished, false, memory_order_relaxed);
     if (!cfg) return 0;
     pthread_mutex_lock(&config_lock);
     unsigned warn_ms = cfg->stop_warn_ms ? cfg->stop_warn_ms : _ouro_stop_warn_ms; /* 0: keep the default */
@@ -161,6 +164,7 @@ int ouro_thread_attach(void) {
         return -1;
     }
     _ouro_runtime_init();
+    atomic_store_explicit(&_ouro_runtime_finished, false, memory_order_relaxed);
     ouro_thread_t *me = _ouro_sys_calloc(1, sizeof *me);
     if (!me) {
         _ouro_err_set(OURO_ERR_NOMEM, "ouro_thread_attach: out of memory");
@@ -298,5 +302,6 @@ int ouro_fini(void) {
     pthread_mutex_lock(&config_lock);
     runtime_configured = false; /* a later ouro_init may configure it anew */
     pthread_mutex_unlock(&config_lock);
+    atomic_store_explicit(&_ouro_runtime_finished, true, memory_order_relaxed);
     return 0;
 }

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ouro/config.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,28 +32,47 @@ typedef struct ouro_lock {
 int ouro_lock_slow(ouro_lock_t *l);
 int ouro_unlock_slow(ouro_lock_t *l);
 
+/* Debug builds (OURO_DEBUG_LEVEL >= 1) track the locks each thread holds (not API: called by the inline
+ * functions below): taking one the thread holds already stops the program naming the lock and its
+ * object's type (the lock is not recursive). */
+void ouro_lock_debug_taking_(const ouro_lock_t *l);
+void ouro_lock_debug_held_(const ouro_lock_t *l, int held);
+#if OURO_DEBUG_LEVEL >= 1
+#define OURO_LOCK_DEBUG_TAKING_(l) ouro_lock_debug_taking_(l)
+#define OURO_LOCK_DEBUG_HELD_(l, held) ouro_lock_debug_held_((l), (held))
+#else
+#define OURO_LOCK_DEBUG_TAKING_(l) ((void)0)
+#define OURO_LOCK_DEBUG_HELD_(l, held) ((void)0)
+#endif
+
 /* Takes l, waiting (offline) while another thread holds it. Returns 0, or -1 / OURO_ERR_INVALID when
  * l is NULL. */
 static inline int ouro_lock(ouro_lock_t *l) {
     uint8_t expected = 0;
+    if (l) OURO_LOCK_DEBUG_TAKING_(l);
     if (__builtin_expect(l != NULL, 1) &&
-        __atomic_compare_exchange_n(&l->bits, &expected, OURO_LOCK_LOCKED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        __atomic_compare_exchange_n(&l->bits, &expected, OURO_LOCK_LOCKED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        OURO_LOCK_DEBUG_HELD_(l, 1);
         return 0;
-    return ouro_lock_slow(l);
+    }
+    return ouro_lock_slow(l); /* records the lock itself */
 }
 
 /* Takes l if it is free: true when taken. false for NULL. */
 static inline bool ouro_lock_try(ouro_lock_t *l) {
     if (!l) return false;
     uint8_t v = __atomic_load_n(&l->bits, __ATOMIC_RELAXED);
-    return !(v & OURO_LOCK_LOCKED) &&
-           __atomic_compare_exchange_n(&l->bits, &v, (uint8_t)(v | OURO_LOCK_LOCKED), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    bool taken = !(v & OURO_LOCK_LOCKED) &&
+                 __atomic_compare_exchange_n(&l->bits, &v, (uint8_t)(v | OURO_LOCK_LOCKED), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    if (taken) OURO_LOCK_DEBUG_HELD_(l, 1);
+    return taken;
 }
 
 /* Releases l, waking a parked waiter. Returns 0, or -1 / OURO_ERR_STATE when l is not locked
  * (OURO_ERR_INVALID when NULL). */
 static inline int ouro_unlock(ouro_lock_t *l) {
     uint8_t expected = OURO_LOCK_LOCKED;
+    if (l) OURO_LOCK_DEBUG_HELD_(l, 0);
     if (__builtin_expect(l != NULL, 1) &&
         __atomic_compare_exchange_n(&l->bits, &expected, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
         return 0;

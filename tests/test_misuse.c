@@ -1,0 +1,184 @@
+/* tests/test_misuse.c — misuse that debug builds (debug level >= 1) catch, each a death test in a forked
+ * child whose message must name the problem, the type and the address. Skipped at level 0. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define NEED_DEBUG()                                                                         \
+    do {                                                                                     \
+        if (OURO_DEBUG_LEVEL < 1) {                                                          \
+            fprintf(stderr, "skipped: the check needs debug level >= 1 (this build: %d)\n", \
+                    OURO_DEBUG_LEVEL);                                                       \
+            skip();                                                                          \
+        }                                                                                    \
+    } while (0)
+
+/* An address as the message prints it (%p). */
+static const char *addr(const void *p) {
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%p", p);
+    return buf;
+}
+
+static ouro_object *victim;
+
+/* ---- the same thread takes an object lock twice -------------------------------------------------------- */
+static void child_lock_twice(void) {
+    ouro_lock(&victim->lock);
+    ouro_lock(&victim->lock); /* not recursive: would spin and park for ever */
+    _exit(0);
+}
+
+static void test_lock_twice(void **state) {
+    NEED_DEBUG();
+    victim = ouro_list_new(0);
+    char want[96];
+    snprintf(want, sizeof want, "already holds lock %p (the lock of list object %s)", (void *)&victim->lock, addr(victim));
+    test_expect_abort(child_lock_twice, want);
+    ouro_decref(victim);
+}
+
+/* ---- the holder of a stop waits for an object lock a parked thread holds ---------------------------- */
+static atomic_int holder_ready;
+
+static void *hold_and_poll(void *arg) {
+    (void)arg;
+    ouro_thread_attach();
+    ouro_lock(&victim->lock);
+    atomic_store(&holder_ready, 1);
+    for (;;) ouro_safepoint(); /* parks at the stop, the lock held */
+    return NULL;
+}
+
+static void child_stop_then_lock(void) {
+    alarm(20);
+    ouro_thread_attach();
+    pthread_t t;
+    pthread_create(&t, NULL, hold_and_poll, NULL);
+    while (!atomic_load(&holder_ready)) ouro_safepoint();
+    ouro_stop_the_world("misuse");
+    ouro_lock(&victim->lock); /* a deadlock: caught */
+    _exit(0);
+}
+
+static void test_stop_holder_waits_for_lock(void **state) {
+    NEED_DEBUG();
+    victim = ouro_dict_new();
+    char want[96];
+    snprintf(want, sizeof want, "holder of a stop of the world waits for lock %p (the lock of dict object %s)",
+             (void *)&victim->lock, addr(victim));
+    test_expect_abort(child_stop_then_lock, want);
+    ouro_decref(victim);
+}
+
+/* ---- an object API inside an offline section ---------------------------------------------------------- */
+static void child_offline_append(void) {
+    ouro_thread_attach();
+    ouro_offline_begin();
+    ouro_list_append(victim, OURO_NONE);
+    _exit(0);
+}
+
+static void test_object_api_offline(void **state) {
+    NEED_DEBUG();
+    victim = ouro_list_new(0);
+    char want[128];
+    snprintf(want, sizeof want, "ouro_list_append: called inside an offline section on list object %s", addr(victim));
+    test_expect_abort(child_offline_append, want);
+    ouro_decref(victim);
+}
+
+static void child_offline_new(void) {
+    ouro_thread_attach();
+    ouro_offline_begin();
+    ouro_dict_new();
+    _exit(0);
+}
+
+static void test_object_new_offline(void **state) {
+    NEED_DEBUG();
+    test_expect_abort(child_offline_new, "ouro_new: called inside an offline section");
+}
+
+/* ---- a traverse that visits a freed object ------------------------------------------------------------ */
+static ouro_object *borrowed; /* what the broken type's instance points at without owning it */
+
+static int bad_traverse(ouro_object *self, ouro_visitproc visit, void *arg) {
+    (void)self;
+    return visit(borrowed, arg);
+}
+
+static void child_traverse_freed(void) {
+    ouro_type_spec spec = {.name = "broken", .basic_size = sizeof(ouro_object), .flags = OURO_TYPE_GC, .traverse = bad_traverse};
+    ouro_type *t = ouro_type_new(&spec);
+    ouro_object *o = ouro_new(t);
+    borrowed = ouro_list_new(0);
+    ouro_decref(borrowed); /* freed; the broken instance still "refers" to it */
+    ouro_gc_collect(0);
+    (void)o;
+    _exit(0);
+}
+
+static void test_traverse_visits_freed(void **state) {
+    NEED_DEBUG();
+    test_expect_abort(child_traverse_freed, "the traverse of broken object");
+    test_expect_abort(child_traverse_freed, ", a freed block");
+}
+
+/* ---- decref after ouro_fini ---------------------------------------------------------------------------- */
+static void child_decref_after_fini(void) {
+    ouro_thread_attach();
+    ouro_object *l = ouro_list_new(0);
+    if (ouro_fini() != 0) _exit(2);
+    ouro_decref(l);
+    _exit(0);
+}
+
+static void test_decref_after_fini(void **state) {
+    NEED_DEBUG();
+    test_expect_abort(child_decref_after_fini, "list object");
+    test_expect_abort(child_decref_after_fini, "dropped after ouro_fini");
+}
+
+/* After ouro_fini, starting again makes old objects usable: no report. */
+static void child_decref_after_init(void) {
+    ouro_thread_attach();
+    ouro_object *l = ouro_list_new(0);
+    if (ouro_fini() != 0 || ouro_init(NULL) != 0) _exit(2);
+    ouro_decref(l);
+    _exit(0);
+}
+
+static void test_decref_after_init_again(void **state) {
+    char out[4096];
+    int status = test_in_child(child_decref_after_init, out, sizeof out);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x: %s\n", status, out);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A lock taken and released, then taken again: no report (the tracking forgets released locks). */
+static void test_lock_relock_fine(void **state) {
+    ouro_object *l = ouro_list_new(0);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(ouro_lock(&l->lock), 0);
+        assert_int_equal(ouro_unlock(&l->lock), 0);
+        assert_true(ouro_lock_try(&l->lock));
+        assert_int_equal(ouro_unlock(&l->lock), 0);
+    }
+    ouro_decref(l);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lock_relock_fine),
+        cmocka_unit_test(test_lock_twice),
+        cmocka_unit_test(test_stop_holder_waits_for_lock),
+        cmocka_unit_test(test_object_api_offline),
+        cmocka_unit_test(test_object_new_offline),
+        cmocka_unit_test(test_traverse_visits_freed),
+        cmocka_unit_test(test_decref_after_fini),
+        cmocka_unit_test(test_decref_after_init_again),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
