@@ -97,10 +97,11 @@ bit want_run[N];     /* on its way online: coming online, or parked */
 #endif
 #define LAST (N - 1)
 
-/* Roles. With N = 2 both threads do everything. With N = 3 (the state space of three threads that all
- * do everything is beyond a full search: over 3e7 states at depth 1e7 within a minute), threads 0 and 1
- * may stop the world, only thread 0 forks or stops unattached, and thread 2 is a mutator: it attaches,
- * runs, parks, takes offline sections and detaches, over and over (the re-attacher of no_starve). */
+/* Roles. With N = 2 both threads do everything. With N = 3 (three threads that all do everything were
+ * not exhausted in a minute: over 3e7 states, depth over 1e7), threads 0 and 1 run and stop the world
+ * (attached, online), and thread 2 is a mutator: it attaches, runs, parks, takes offline sections and
+ * detaches, over and over (the re-attacher of no_starve). Forks, unattached stops and a stopper's exit
+ * are checked with 2 threads. -DCAN_xxx(t)=... overrides a role. */
 #if N == 2
 #define CAN_STOP(t)  1
 #define CAN_FORK(t)  1
