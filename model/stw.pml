@@ -99,8 +99,8 @@ bit want_run[N];     /* on its way online: coming online, or parked */
 
 /* Roles. With N = 2 both threads do everything. With N = 3 (three threads that all do everything were
  * not exhausted in a minute: over 3e7 states, depth over 1e7), threads 0 and 1 run and stop the world
- * (attached, online), and thread 2 is a mutator: it attaches, runs, parks, takes offline sections and
- * detaches, over and over (the re-attacher of no_starve). Forks, unattached stops and a stopper's exit
+ * (thread 0 also from offline sections), and thread 2 is a mutator: it attaches, runs, parks, takes
+ * offline sections and detaches, over and over (the re-attacher of no_starve). Forks, unattached stops and a stopper's exit
  * are checked with 2 threads. -DCAN_xxx(t)=... overrides a role. */
 #if N == 2
 #define CAN_STOP(t)  1
@@ -119,7 +119,7 @@ bit want_run[N];     /* on its way online: coming online, or parked */
 #define CAN_USTOP(t) 0
 #endif
 #ifndef CAN_OFF
-#define CAN_OFF(t)   (t == 2)
+#define CAN_OFF(t)   (t != 1)
 #endif
 #ifndef CAN_LEAVE
 #define CAN_LEAVE(t) (t == 2)
