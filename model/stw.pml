@@ -194,7 +194,7 @@ sp_flag:
 choose:
     if
     :: goto online
-    :: CAN_OFF(me) && !stopper[me] -> goto offline_begin
+    :: CAN_OFF(me) -> goto offline_begin                 /* (the holder of a stop may, too) */
     :: CAN_STOP(me) && !stopper[me] -> ret3 = R_STOPON; goto stop
     :: stopper[me] -> ret3 = R_START; goto start
     :: CAN_LEAVE(me) && !stopper[me] -> goto leave     /* ouro_thread_detach, or exit */
@@ -206,7 +206,7 @@ offline_begin:  /* ouro_offline_begin */
     offl = 1; ret2 = R_OFFBEGIN; gstate = OFFLINE; goto go_offline;
 offline:        /* attached, inside an offline section */
     if
-    :: !stopper[me] -> offl = 0; ret = R_OFFEND; goto come_online   /* ouro_offline_end */
+    :: offl = 0; ret = R_OFFEND; goto come_online       /* ouro_offline_end */
     :: CAN_STOP(me) && !stopper[me] -> ret3 = R_STOPOFF; goto stop
     :: stopper[me] -> ret3 = R_STOPOFF; goto start
     :: CAN_LEAVE(me) && !stopper[me] -> goto leave     /* exit inside an offline section */
