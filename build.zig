@@ -387,4 +387,13 @@ pub fn build(b: *std.Build) void {
     if (fuzz_skip.len > 0) cov_run.setEnvironmentVariable("OURO_FUZZ_SKIP", fuzz_skip); // as the corpus was made
     cov_run.has_side_effects = true;
     b.step("fuzz-cov", "Replay the fuzz corpora with a coverage build and print llvm-cov's report").dependOn(&cov_run.step);
+
+    // ---- model: the concurrency protocols in Promela, checked exhaustively by spin (Debian's) --------
+    // model/check.sh generates and compiles each verifier in a temporary directory and prints a table;
+    // `./zigw build model -- stw` checks one model. docs/threads.md, "Model checking".
+    const model_run = b.addSystemCommand(&.{"bash"});
+    model_run.addFileArg(b.path("model/check.sh"));
+    if (b.args) |args| model_run.addArgs(args);
+    model_run.has_side_effects = true;
+    b.step("model", "Model-check the stop handshake, remote frees and biased refcounting with spin (2 and 3 threads)").dependOn(&model_run.step);
 }
