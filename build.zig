@@ -21,6 +21,7 @@ const lib_sources = [_][]const u8{
     "core/dict.c",
     "core/set.c",
     "core/weakref.c",
+    "core/leak.c",
     "gc/gc.c",
     "gc/scan.c",
     "alloc/os.c",
@@ -50,6 +51,7 @@ const test_sources = [_][]const u8{
     "tests/test_lifecycle.c",
     "tests/test_faults.c",
     "tests/test_misuse.c",
+    "tests/test_sanitizers.c",
 };
 
 /// The stress runner and its scenarios.
@@ -103,6 +105,7 @@ const Config = struct {
     torture: bool,
     sanitize: Sanitize,
     refcount: Refcount = .biased,
+    valgrind: bool = false,
 };
 
 const Ctx = struct {
@@ -123,6 +126,7 @@ fn configHeader(ctx: Ctx, cfg: Config) *std.Build.Step.ConfigHeader {
         .OURO_TORTURE = @as(i64, @intFromBool(cfg.torture)),
         .OURO_TSAN = @as(i64, @intFromBool(cfg.sanitize == .thread)),
         .OURO_REFCOUNT_ATOMIC = @as(i64, @intFromBool(cfg.refcount == .atomic)),
+        .OURO_VALGRIND = @as(i64, @intFromBool(cfg.valgrind)),
     });
 }
 
@@ -219,9 +223,10 @@ pub fn build(b: *std.Build) void {
     const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default: 120 s in all, split between the scenarios)");
     const soak_for = b.option([]const u8, "soak", "How long the soak step soaks: 90s, 2m, 1h or seconds (default 2m)") orelse "2m";
     const refcount = b.option(Refcount, "refcount", "Reference counting: biased (default) or atomic (every count one atomic counter: the baseline)") orelse .biased;
+    const valgrind = b.option(bool, "valgrind", "Describe ouro's blocks to Valgrind's memcheck with client requests (<valgrind/memcheck.h>; default false)") orelse false;
     if (debug_level > 3) @panic("-Ddebug-level must be 0..3");
 
-    const cfg: Config = .{ .optimize = optimize, .debug_level = debug_level, .hardened = hardened, .torture = torture, .sanitize = sanitize, .refcount = refcount };
+    const cfg: Config = .{ .optimize = optimize, .debug_level = debug_level, .hardened = hardened, .torture = torture, .sanitize = sanitize, .refcount = refcount, .valgrind = valgrind };
     const ch = configHeader(ctx, cfg);
 
     // ---- install: static and shared libraries, headers, config header, ouro.pc --------------------
@@ -341,6 +346,7 @@ pub fn build(b: *std.Build) void {
         .{ .name = "test_lifecycle", .files = &.{"tests/test_lifecycle.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_faults", .files = &.{"tests/test_faults.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "test_misuse", .files = &.{"tests/test_misuse.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
+        .{ .name = "test_sanitizers", .files = &.{"tests/test_sanitizers.c"}, .libs = &.{"-lcmocka"}, .args = &.{} },
         .{ .name = "ouro-stress", .files = &stress_sources, .libs = &.{}, .args = &.{ "--duration", "1", "--short" } },
     };
     for (asan_bins) |bin| {
@@ -351,6 +357,27 @@ pub fn build(b: *std.Build) void {
         run.setEnvironmentVariable("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1");
         run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
         asan_step.dependOn(&run.step);
+    }
+
+    // ---- memcheck: the unit tests under Valgrind's memcheck, ouro's blocks described to it ---------
+    // -Dvalgrind=true whatever was asked (the client requests of alloc/sanitize.h), the chosen mode and
+    // options otherwise. Zero errors or the step fails; tests/valgrind.supp holds the suppressions, each
+    // with its reason (liburcu's internals only). docs/building.md, "Valgrind".
+    const mc_step = b.step("memcheck", "Run the unit tests under Valgrind's memcheck (-Dvalgrind=true)");
+    var mc_cfg = cfg;
+    mc_cfg.valgrind = true;
+    const mc_ch = configHeader(ctx, mc_cfg);
+    const mc_lib = addLib(ctx, mc_cfg, mc_ch, .static);
+    for (test_sources) |src| {
+        const name = std.fs.path.stem(src);
+        const exe = addExe(ctx, mc_cfg, mc_ch, mc_lib, b.fmt("{s}-memcheck", .{name}), &.{ src, "tests/tsan_options.c" });
+        exe.root_module.linkSystemLibrary("cmocka", .{});
+        const run = b.addSystemCommand(&.{ "valgrind", "--tool=memcheck", "-q", "--error-exitcode=1", "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite", "--fair-sched=yes", "--num-callers=24" });
+        run.addPrefixedFileArg("--suppressions=", b.path("tests/valgrind.supp"));
+        run.addArtifactArg(exe);
+        run.setName(b.fmt("memcheck {s}", .{name}));
+        run.setEnvironmentVariable("OURO_MEMCHECK", "1");
+        mc_step.dependOn(&run.step);
     }
 
     // ---- fuzz: the API fuzzer, libFuzzer + the asan step's clang, flags and configuration ----------

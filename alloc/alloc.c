@@ -2,10 +2,113 @@
  * the owner's pool) are here, inline over alloc/internal.h; everything else is a named slow path. */
 #include "alloc/internal.h"
 
-/* The usable size of a validated block whose region header is hdr. */
-static size_t alloc_usable(ouro_pool_t *hdr) {
+/* The bytes a validated block p spans (to the end of its redzone in sanitized builds); hdr is the
+ * header of its region. */
+static size_t alloc_span(ouro_pool_t *hdr) {
+    return hdr->type == OURO_PT_BLOCKS ? hdr->block_size : _ouro_large_usable(hdr);
+}
+
+/* The usable size of a validated block p whose region header is hdr (sanitized builds: the size it was
+ * asked for, alloc/sanitize.h). */
+static size_t alloc_usable(ouro_pool_t *hdr, const void *p) {
+    if (OURO_SAN) return _ouro_san_block_size(p, alloc_span(hdr));
     return hdr->type == OURO_PT_BLOCKS ? (size_t)hdr->block_size - OURO_PAD : _ouro_large_usable(hdr);
 }
+
+/* ---- sanitized builds (alloc/sanitize.h) ----------------------------------------------------------------- */
+
+size_t _ouro_san_block_size(const void *p, size_t end) { return ouro_san_peek((const char *)p + end - sizeof(uintptr_t)); }
+
+/* Sets the addressable part of an open block p of span bytes to its first size bytes (and memcheck's
+ * record of it), records size in the redzone's last word. */
+static void san_shape(void *p, size_t span, size_t size, bool object) {
+    char *end_word = (char *)p + span - sizeof(uintptr_t);
+    ouro_san_unpoison(end_word, sizeof(uintptr_t));
+    __atomic_store_n((uintptr_t *)end_word, size, __ATOMIC_RELAXED);
+    ouro_san_poison((char *)p + size, span - size);
+    ouro_san_give(p, size);
+    if (object) ouro_san_unpoison(p, OURO_SAN_HEADER); /* defined: readers may load it (see the header) */
+}
+
+void *_ouro_san_handout_slow(void *p, size_t size) {
+    if (size == 0) size = 1; /* as the class chose it */
+    ouro_pool_t *hdr = ouro_pool_of(p); /* a dedicated mapping's block starts at pool 1: pools[1] */
+    size_t span = alloc_span(hdr);
+    if (hdr->type != OURO_PT_BLOCKS) ouro_san_unpoison(p, span); /* a large block's pools were poisoned free */
+    ouro_san_malloclike(p, size);
+    san_shape(p, span, size, hdr->type == OURO_PT_BLOCKS && hdr->kind != OURO_KIND_PLAIN);
+    return p;
+}
+
+/* Sanitized builds: whether pool block b is handed out (its class's size word and, in debug builds,
+ * its canary say so; a plain block's first byte is addressable only while it is live under ASan). */
+static __attribute__((unused)) bool san_block_live(const ouro_pool_t *pool, const char *b) {
+#if OURO_ASAN
+    if (pool->kind == OURO_KIND_PLAIN) return !__asan_address_is_poisoned(b);
+#endif
+    if (OURO_DEBUG_LEVEL >= 1) return ouro_san_peek(b + pool->block_size - OURO_PAD) == (OURO_CANARY ^ (uintptr_t)b);
+    return _ouro_san_block_size(b, pool->block_size) <= (size_t)pool->block_size - OURO_PAD;
+}
+
+/* One line saying what addr is to ouro, for a memory checker's report of an access (is_write) there:
+ * "read after free", "write after free", "buffer overflow", ... with the block, its class and size. */
+static __attribute__((unused)) void san_describe(const char *addr, bool is_write) {
+    const char *rw = is_write ? "write" : "read";
+    unsigned chunk = _ouro_addrmap_get(addr);
+    if (chunk == OURO_CHUNK_NONE) return; /* not ouro's memory */
+    ouro_arena_t *a = ouro_arena_of(addr);
+    if (chunk != OURO_CHUNK_ARENA) {
+        if (chunk == OURO_CHUNK_HUGE_BODY) {
+            _ouro_warn("%s at %p: inside a large block's dedicated mapping", rw, (const void *)addr);
+            return;
+        }
+        const char *p = ouro_pool_data(&a->pools[1]);
+        size_t size = _ouro_san_block_size(p, a->huge_usable);
+        if (addr >= p && (size_t)(addr - p) >= size)
+            _ouro_warn("buffer overflow: %s at byte %zu of large block %p, which has %zu bytes", rw, (size_t)(addr - p),
+                       (const void *)p, size);
+        return;
+    }
+    ouro_pool_t *pool = ouro_pool_of(addr);
+    uint32_t i = ouro_pool_index(pool);
+    unsigned state = ouro_load_relaxed(&a->pool_state[i]);
+    if (state == OURO_PT_RUN_BODY) /* find the run's first pool */
+        while (i > 1 && ouro_load_relaxed(&a->pool_state[i]) == OURO_PT_RUN_BODY) i--;
+    pool = &a->pools[i];
+    const char *data = ouro_pool_data(pool);
+    if (state == OURO_PT_BLOCKS) {
+        size_t bs = pool->block_size, n = (size_t)(addr - data) / bs;
+        const char *b = data + n * bs;
+        size_t off = (size_t)(addr - b);
+        if (n >= pool->carved)
+            _ouro_warn("%s of never-allocated memory: byte %zu of block %p (class %u, size %zu), not carved yet", rw, off,
+                       (const void *)b, pool->cls, bs);
+        else if (!san_block_live(pool, b))
+            _ouro_warn("%s after free: byte %zu of free %sblock %p (class %u, size %zu)", rw, off,
+                       pool->kind == OURO_KIND_PLAIN ? "" : "object ", (const void *)b, pool->cls, bs);
+        else
+            _ouro_warn("buffer overflow: %s at byte %zu of block %p, which has %zu bytes (class %u, size %zu)", rw, off,
+                       (const void *)b, _ouro_san_block_size(b, bs), pool->cls, bs);
+    } else if (state == OURO_PT_RUN || (state == OURO_PT_RUN_BODY && ouro_load_relaxed(&a->pool_state[i]) == OURO_PT_RUN)) {
+        _ouro_warn("buffer overflow: %s at byte %zu of large block %p, which has %zu bytes", rw, (size_t)(addr - data),
+                   (const void *)data, _ouro_san_block_size(data, pool->run_usable));
+    } else if (state == OURO_PT_DEFERRED) {
+        _ouro_warn("%s after free: %p is in emptied object pool %p (class %u), waiting for a grace period", rw,
+                   (const void *)addr, (const void *)data, pool->cls);
+    } else {
+        _ouro_warn("%s after free: %p is in a free pool (%p): a freed large block, or a pool given back", rw,
+                   (const void *)addr, (const void *)data);
+    }
+}
+
+#if OURO_ASAN
+/* ASan calls this when it reports an error, before the report: ouro's line comes first. */
+void __asan_on_error(void);
+void __asan_on_error(void) {
+    const char *addr = __asan_get_report_address();
+    if (addr) san_describe(addr, __asan_get_report_access_type() != 0);
+}
+#endif
 
 /* Returns the header of the region p belongs to when p is a block ouro handed out (as far as can be
  * told without the owner's lists), else NULL with OURO_ERR_INVALID set and a warning printed. */
@@ -49,7 +152,8 @@ static OURO_NOINLINE void *alloc_generic(ouro_heap_t *h, size_t size) {
         ouro_block_t *b = ouro_pool_pop(h->cur[OURO_KIND_PLAIN][cls]);
         return b ? b : _ouro_heap_alloc_slow(h, OURO_KIND_PLAIN, cls);
     }
-    return _ouro_large_alloc(size);
+    if (OURO_REDZONE && size > SIZE_MAX - OURO_REDZONE) size = SIZE_MAX - OURO_REDZONE; /* fails as too big */
+    return _ouro_large_alloc(size + OURO_REDZONE);
 }
 
 void *ouro_alloc(size_t size) {
@@ -59,9 +163,9 @@ void *ouro_alloc(size_t size) {
     bool small = OURO_PAD ? size <= OURO_SMALL_MAX - OURO_PAD : size - 1 < OURO_SMALL_MAX;
     if (OURO_LIKELY(small)) {
         ouro_block_t *b = ouro_pool_pop(h->cur[OURO_KIND_PLAIN][(size + OURO_PAD - 1) >> 4]);
-        if (OURO_LIKELY(b != NULL)) return b;
+        if (OURO_LIKELY(b != NULL)) return ouro_san_handout(b, size);
     }
-    return alloc_generic(h, size);
+    return ouro_san_handout(alloc_generic(h, size), size);
 }
 
 void *_ouro_alloc_kind(unsigned kind, size_t size) {
@@ -69,7 +173,7 @@ void *_ouro_alloc_kind(unsigned kind, size_t size) {
     ouro_heap_t *h = _ouro_tls_heap;
     unsigned cls = ouro_size_class((size ? size : 1) + OURO_PAD);
     ouro_block_t *b = ouro_pool_pop(h->cur[kind][cls]);
-    return b ? b : _ouro_heap_alloc_slow(h, kind, cls);
+    return ouro_san_handout(b ? b : _ouro_heap_alloc_slow(h, kind, cls), size);
 }
 
 void *ouro_calloc(size_t n, size_t size) {
@@ -79,8 +183,9 @@ void *ouro_calloc(size_t n, size_t size) {
         return NULL;
     }
     void *p = ouro_alloc(total);
-    if (p && !(total > OURO_MEDIUM_MAX && ouro_pool_of(p)->type == OURO_PT_HUGE))
-        memset(p, 0, total); /* a dedicated mapping is fresh from the OS: already zero */
+    /* A dedicated mapping is fresh from the OS: already zero (memcheck was told it is undefined). */
+    if (p && (OURO_VALGRIND || !(total > OURO_MEDIUM_MAX && ouro_pool_of(p)->type == OURO_PT_HUGE)))
+        memset(p, 0, total);
     return p;
 }
 
@@ -132,8 +237,14 @@ void *ouro_realloc(void *p, size_t size) {
     if (p == NULL) return ouro_alloc(size);
     ouro_pool_t *pool = alloc_validate(p, "ouro_realloc");
     if (!pool) return NULL;
-    size_t usable = alloc_usable(pool);
-    if (size <= usable && size >= usable / 2) return p; /* fits, and not mostly wasted */
+    size_t usable = alloc_usable(pool, p);
+    if (size <= usable && size >= usable / 2) { /* fits, and not mostly wasted */
+        if (OURO_SAN && size != usable) { /* the addressable part follows the new size */
+            ouro_san_resizelike(p, usable, size ? size : 1);
+            san_shape(p, alloc_span(pool), size ? size : 1, pool->type == OURO_PT_BLOCKS && pool->kind != OURO_KIND_PLAIN);
+        }
+        return p;
+    }
     void *q = ouro_alloc(size);
     if (!q) return NULL;
     memcpy(q, p, size < usable ? size : usable);
@@ -144,7 +255,7 @@ void *ouro_realloc(void *p, size_t size) {
 size_t ouro_usable_size(const void *p) {
     if (p == NULL) return 0;
     ouro_pool_t *pool = alloc_validate(p, "ouro_usable_size");
-    return pool ? alloc_usable(pool) : 0;
+    return pool ? alloc_usable(pool, p) : 0;
 }
 
 /* ---- maintenance --------------------------------------------------------------------------------------- */

@@ -95,6 +95,7 @@ static void arena_unmap(ouro_arena_t *a) {
     _ouro_addrmap_set(a, OURO_ARENA_SIZE, OURO_CHUNK_NONE);
     ouro_fetch_sub_relaxed(&_ouro_counters.arenas, 1);
     ouro_fetch_add_relaxed(&_ouro_counters.arenas_reclaimed, 1);
+    ouro_san_unpoison(a, OURO_ARENA_SIZE); /* sanitized builds: the next mapping here starts clean */
     _ouro_os_unmap(a, OURO_ARENA_SIZE);
 }
 
@@ -197,6 +198,9 @@ static void arena_purge_if_over_budget(void) {
 
 /* Marks pools [i, i + count) free again (dirty) and relists a (which may unmap it). */
 static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) {
+    /* Sanitized builds: a free pool is poisoned whole (alloc/sanitize.h); nobody reads it until it is
+     * taken again (_ouro_pool_init, or a large block's hand-out). */
+    ouro_san_poison((char *)a + (size_t)i * OURO_POOL_SIZE, (size_t)count * OURO_POOL_SIZE);
     for (uint32_t j = i; j < i + count; j++) {
         a->free_map |= (uint64_t)1 << j;
         ouro_store_relaxed(&a->pool_state[j], OURO_PT_FREE);
@@ -363,9 +367,15 @@ size_t _ouro_large_usable(ouro_pool_t *hdr) {
 
 void _ouro_large_free(ouro_pool_t *hdr) {
     large_account(_ouro_large_usable(hdr), -1);
+    if (OURO_SAN) ouro_san_freelike(ouro_pool_data(hdr));
     if (hdr->type == OURO_PT_HUGE) {
         ouro_arena_t *a = ouro_arena_of(hdr);
         size_t map = a->map_size;
+        if (OURO_SAN) { /* only the redzone was poisoned: clean it before the range goes back to the OS */
+            char *p = ouro_pool_data(hdr);
+            size_t size = _ouro_san_block_size(p, a->huge_usable);
+            ouro_san_unpoison(p + size, a->huge_usable - size);
+        }
         pthread_mutex_lock(&_ouro_arena_lock);
         _ouro_addrmap_set(a, map, OURO_CHUNK_NONE);
         pthread_mutex_unlock(&_ouro_arena_lock);

@@ -60,7 +60,10 @@ void _ouro_alloc_global_init(void) { pthread_once(&heap_once, heap_global_init);
 
 /* The fork handlers must be in place before any thread can hold a lock, heap or not. threads/ registers
  * its own later (after calling _ouro_alloc_global_init), so that its prepare handler runs first. */
-__attribute__((constructor(101))) static void heap_constructor(void) { _ouro_alloc_global_init(); }
+__attribute__((constructor(101))) static void heap_constructor(void) {
+    _ouro_alloc_global_init();
+    _ouro_leak_check_init(); /* here so that a static link pulls core/leak.c in */
+}
 
 static uint64_t heap_splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -152,6 +155,12 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
     pool->next = pool->prev = NULL;
     ouro_store_relaxed(&pool->xfree, 0);
     pool->inbox_next = NULL;
+    if (OURO_SAN) { /* alloc/sanitize.h: poisoned but the object headers at the class's block boundaries */
+        char *data = ouro_pool_data(pool);
+        ouro_san_poison(data, OURO_POOL_SIZE);
+        if (kind != OURO_KIND_PLAIN)
+            for (uint32_t i = 0; i < pool->capacity; i++) ouro_san_unpoison(data + (size_t)i * pool->block_size, OURO_SAN_HEADER);
+    }
 }
 
 static void block_poison(const ouro_pool_t *pool, ouro_block_t *b);
@@ -179,9 +188,11 @@ static void pool_carve(ouro_pool_t *pool) {
     char *first = ouro_pool_data(pool) + (size_t)pool->carved * bs;
     for (uint32_t i = 0; i < n; i++) {
         ouro_block_t *b = (ouro_block_t *)(first + (size_t)i * bs);
-        b->next = ouro_block_encode(pool, i + 1 < n ? (uintptr_t)b + bs : 0);
+        ouro_san_block_open(pool, b);
         if (pool->kind != OURO_KIND_PLAIN) block_clear_header(b);
         if (OURO_DEBUG_LEVEL >= 1) block_poison(pool, b);
+        ouro_san_block_close(pool, b);
+        ouro_block_set_free_link(pool, b, ouro_block_encode(pool, i + 1 < n ? (uintptr_t)b + bs : 0));
     }
     pool->free = (ouro_block_t *)first;
     pool->carved = (uint16_t)(pool->carved + n);
@@ -226,10 +237,12 @@ void _ouro_pool_unclaim(ouro_pool_t *pool) {
 
 void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
     if (ouro_block_suspect(pool, b)) _ouro_block_check_double_free(pool, b, false);
+    ouro_san_block_freeing(pool, b);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
+    ouro_san_block_close(pool, b); /* before the CAS: after it the owner may pop and open it */
     uintptr_t old = ouro_load_relaxed(&pool->xfree);
     do {
-        ouro_block_set_link(b, ouro_block_encode(pool, old & ~OURO_XFREE_CLAIMED));
+        ouro_block_set_free_link(pool, b, ouro_block_encode(pool, old & ~OURO_XFREE_CLAIMED));
         /* release: publishes the block's link and poison (pairs with the exchange/CAS that takes
          * the list); acquire: a claim we win sees the last holder's writes (pool->heap) */
     } while (!ouro_cas_acq_rel(&pool->xfree, &old, (uintptr_t)b | OURO_XFREE_CLAIMED));
@@ -242,7 +255,7 @@ static uint32_t pool_splice(ouro_pool_t *pool, uintptr_t list) {
     uint32_t n = 1;
     ouro_block_t *tail = (ouro_block_t *)list;
     for (;;) {
-        uintptr_t next = ouro_block_decode(pool, tail->next);
+        uintptr_t next = ouro_block_decode(pool, ouro_block_link(tail));
         if (OURO_UNLIKELY(!ouro_link_ok(tail, next) || n > pool->capacity))
             _ouro_fatal("corrupted remote-free list: block %p of class %u (size %u), link %p after %u blocks",
                         (void *)tail, pool->cls, pool->block_size, (void *)next, n);
@@ -250,7 +263,7 @@ static uint32_t pool_splice(ouro_pool_t *pool, uintptr_t list) {
         tail = (ouro_block_t *)next;
         n++;
     }
-    ouro_block_set_link(tail, ouro_block_encode(pool, (uintptr_t)pool->free));
+    ouro_block_set_free_link(pool, tail, ouro_block_encode(pool, (uintptr_t)pool->free));
     pool->free = (ouro_block_t *)list;
     uint32_t used = ouro_load_relaxed(&pool->used);
     if (OURO_UNLIKELY(n > used))
@@ -497,7 +510,7 @@ bool _ouro_pool_check(ouro_pool_t *pool, char *why, size_t n) {
     }
     uint32_t len = 0;
     for (ouro_block_t *b = pool->free; b; len++) {
-        uintptr_t next = ouro_block_decode(pool, b->next);
+        uintptr_t next = ouro_block_decode(pool, ouro_block_link(b));
         if (!ouro_link_ok(b, next) || len > pool->capacity) {
             snprintf(why, n, "pool %p (class %u): free list broken at block %p", (void *)pool, pool->cls, (void *)b);
             return false;
@@ -568,8 +581,8 @@ bool _ouro_block_freed(const void *p) {
     if (OURO_DEBUG_LEVEL < 1 || _ouro_addrmap_get(p) != OURO_CHUNK_ARENA) return false;
     ouro_pool_t *pool = ouro_pool_of(p);
     if (ouro_load_relaxed(&ouro_arena_of(p)->pool_state[ouro_pool_index(pool)]) != OURO_PT_BLOCKS) return true;
-    const uintptr_t *canary = (const uintptr_t *)((const char *)p + pool->block_size - OURO_PAD);
-    return *canary != (OURO_CANARY ^ (uintptr_t)p);
+    const char *canary = (const char *)p + pool->block_size - OURO_PAD;
+    return (OURO_SAN ? ouro_san_peek(canary) : *(const uintptr_t *)canary) != (OURO_CANARY ^ (uintptr_t)p);
 }
 
 void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local) {
@@ -577,14 +590,14 @@ void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool loca
      * looks like one (about 2^-50 for arbitrary data, as pop clears the word). */
     if (local) {
         bool found = false;
-        for (ouro_block_t *f = pool->free; f && !found; f = (ouro_block_t *)ouro_block_decode(pool, f->next)) {
-            if (!ouro_link_ok(f, ouro_block_decode(pool, f->next))) break;
+        for (ouro_block_t *f = pool->free; f && !found; f = (ouro_block_t *)ouro_block_decode(pool, ouro_block_link(f))) {
+            if (!ouro_link_ok(f, ouro_block_decode(pool, ouro_block_link(f)))) break;
             found = f == b;
         }
         /* acquire: pairs with the CAS in _ouro_pool_free_remote(): the pushed links are visible */
         for (uintptr_t f = ouro_load_acquire(&pool->xfree) & ~OURO_XFREE_CLAIMED; f && !found;
-             f = ouro_block_decode(pool, ((ouro_block_t *)f)->next)) {
-            if (!ouro_link_ok((void *)f, ouro_block_decode(pool, ((ouro_block_t *)f)->next))) break;
+             f = ouro_block_decode(pool, ouro_block_link((ouro_block_t *)f))) {
+            if (!ouro_link_ok((void *)f, ouro_block_decode(pool, ouro_block_link((ouro_block_t *)f)))) break;
             found = f == (uintptr_t)b;
         }
         if (!found) return;

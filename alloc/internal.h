@@ -13,6 +13,7 @@
 #include "core/atomic.h"
 #include "core/defer.h"
 #include "core/debug.h"
+#include "alloc/sanitize.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -34,9 +35,11 @@
 #define OURO_MEDIUM_MAX 4096
 #define OURO_ALIGN 16
 
-/* Debug builds keep an 8-byte canary at the end of every block: a request is served from the class
- * that fits size + OURO_PAD, and the usable size is the class size less OURO_PAD. */
-#define OURO_PAD (OURO_DEBUG_LEVEL >= 1 ? 8 : 0)
+/* Debug builds keep an 8-byte canary at the end of every block, sanitized builds a redzone after it
+ * (alloc/sanitize.h): a request is served from the class that fits size + OURO_PAD, and the usable size
+ * is the class size less OURO_PAD (sanitized builds: the requested size). The canary sits right after
+ * the usable size. */
+#define OURO_PAD ((OURO_DEBUG_LEVEL >= 1 ? 8 : 0) + OURO_REDZONE)
 #define OURO_CANARY ((uintptr_t)0x5ca1ab1e0dd5ca1bULL)
 #define OURO_POISON 0xdd /* freed blocks, debug builds */
 
@@ -78,6 +81,9 @@ struct ouro_block_s {
  * try-incref) until a grace period ends; the atomic store keeps that benign race visible as one. */
 static inline void ouro_block_set_link(ouro_block_t *b, uintptr_t link) { __atomic_store_n(&b->next, link, __ATOMIC_RELAXED); }
 
+/* Reads a block's link word: a free block's, or a live block's first word (the double-free checks).
+ * Sanitized builds read it without a report (it may be poisoned: alloc/sanitize.h). */
+static inline uintptr_t ouro_block_link(const ouro_block_t *b) { return OURO_SAN ? ouro_san_peek(&b->next) : b->next; }
 /* ---- pool ----------------------------------------------------------------------------------------
  * The descriptor of one POOL_SIZE region of an arena: it serves blocks (type BLOCKS), starts a run
  * (type RUN), or is free. Descriptors live together in the arena header (pool 0), like mimalloc's page
@@ -353,6 +359,13 @@ static inline void *ouro_pool_block(const ouro_pool_t *pool, uint32_t i) {
  * size <= OURO_MEDIUM_MAX - OURO_PAD. */
 OURO_INTERNAL void *_ouro_alloc_kind(unsigned kind, size_t size);
 
+/* Sanitized builds: makes the first size bytes of block p (a pool block just popped, or a large block)
+ * addressable and the rest up to its end its redzone, whose last word records size; returns p. */
+OURO_INTERNAL void *_ouro_san_handout_slow(void *p, size_t size);
+static inline void *ouro_san_handout(void *p, size_t size) { return OURO_SAN && p ? _ouro_san_handout_slow(p, size) : p; }
+/* Sanitized builds: the size a block was handed out with (its redzone's last word). */
+OURO_INTERNAL size_t _ouro_san_block_size(const void *p, size_t end);
+
 /* ---- heap.c ---------------------------------------------------------------------------------------- */
 /* The slow path of allocation from class cls of the given kind: refills the current pool. */
 OURO_INTERNAL void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls);
@@ -392,15 +405,41 @@ OURO_INTERNAL void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t
 
 /* ---- the pop/push every path shares --------------------------------------------------------------- */
 
+/* Sanitized builds (alloc/sanitize.h): a pool block the allocator is about to write all over (popped,
+ * or being freed) becomes addressable and defined; closing it poisons what a free block poisons. */
+static inline void ouro_san_block_open(const ouro_pool_t *pool, ouro_block_t *b) {
+    if (OURO_SAN) ouro_san_unpoison(b, pool->block_size);
+}
+static inline void ouro_san_block_close(const ouro_pool_t *pool, ouro_block_t *b) {
+    size_t keep = pool->kind == OURO_KIND_PLAIN ? 0 : OURO_SAN_HEADER;
+    if (OURO_SAN) ouro_san_poison((char *)b + keep, pool->block_size - keep);
+}
+/* A handed-out pool block is being freed: memcheck records the free; then it is opened. */
+static inline void ouro_san_block_freeing(const ouro_pool_t *pool, ouro_block_t *b) {
+    if (!OURO_SAN) return;
+    ouro_san_freelike(b);
+    ouro_san_block_open(pool, b);
+}
+
+/* Writes a free block's link word. Sanitized builds: the block is closed (its word 0 poisoned in a
+ * plain pool), so the word is opened around the store, and closed before the caller publishes it. */
+static inline void ouro_block_set_free_link(const ouro_pool_t *pool, ouro_block_t *b, uintptr_t link) {
+    bool plain = OURO_SAN && pool->kind == OURO_KIND_PLAIN;
+    if (plain) ouro_san_unpoison(b, sizeof b->next);
+    ouro_block_set_link(b, link);
+    if (plain) ouro_san_poison(b, sizeof b->next);
+}
+
 /* Takes a block from the pool's local free list (owner only); NULL when the list is empty. */
 static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
     ouro_block_t *b = pool->free;
     if (OURO_UNLIKELY(b == NULL)) return NULL;
-    uintptr_t next = ouro_block_decode(pool, b->next);
+    uintptr_t next = ouro_block_decode(pool, ouro_block_link(b));
     if (OURO_HARDENED && OURO_UNLIKELY(!ouro_link_ok(b, next)))
         _ouro_fatal("corrupted free list: block %p of class %u (size %u) links to %p", (void *)b,
                     pool->cls, pool->block_size, (void *)next);
     pool->free = (ouro_block_t *)next;
+    ouro_san_block_open(pool, b); /* the caller hands it out: _ouro_san_handout() */
     if (OURO_HARDENED) ouro_block_set_link(b, 0); /* a live block's link word must not look free (double-free check) */
     ouro_owner_add(&pool->used, 1);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_alloc(pool, b);
@@ -409,14 +448,16 @@ static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
 
 /* Hardened builds: true when b's link word decodes into its pool, so b may be free already. */
 static inline bool ouro_block_suspect(const ouro_pool_t *pool, const ouro_block_t *b) {
-    return OURO_HARDENED && OURO_UNLIKELY(ouro_link_ok(b, ouro_block_decode(pool, b->next)));
+    return OURO_HARDENED && OURO_UNLIKELY(ouro_link_ok(b, ouro_block_decode(pool, ouro_block_link(b))));
 }
 
 /* Puts b back on the pool's local free list (owner only; the caller checked ouro_block_suspect and
  * handles list transitions). Returns the pool's new used count. */
 static inline uint32_t ouro_pool_push_local(ouro_pool_t *pool, ouro_block_t *b) {
+    ouro_san_block_freeing(pool, b);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
-    ouro_block_set_link(b, ouro_block_encode(pool, (uintptr_t)pool->free));
+    ouro_san_block_close(pool, b);
+    ouro_block_set_free_link(pool, b, ouro_block_encode(pool, (uintptr_t)pool->free));
     pool->free = b;
     uint32_t u = ouro_load_relaxed(&pool->used) - 1;
     ouro_store_relaxed(&pool->used, u);

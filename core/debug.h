@@ -49,6 +49,10 @@ OURO_INTERNAL extern _Atomic unsigned long _ouro_fault_countdown[];
 /* Fault injection's countdown: true for the call that brings *countdown from 1 to 0 (0: disarmed). */
 OURO_INTERNAL bool _ouro_fault_due(_Atomic unsigned long *countdown);
 
+/* Registers the OURO_LEAK_CHECK exit handler (core/leak.c); called once, when the library loads (by the
+ * allocator's constructor, which every program that uses ouro links). */
+OURO_INTERNAL void _ouro_leak_check_init(void);
+
 #define OURO_CHECK_AT_(level, expr)                                                                \
     do {                                                                                          \
         if (OURO_DEBUG_LEVEL >= (level)) {                                                        \

@@ -32,6 +32,13 @@
 #define TEST_ASAN 0
 #endif
 
+/* true under ./zigw build memcheck (it sets OURO_MEMCHECK=1): memcheck runs code some 30 times slower,
+ * so the tests that build millions of objects scale down there. */
+static inline bool test_memcheck(void) {
+    const char *e = getenv("OURO_MEMCHECK");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 /* Resident set size of this process in bytes (/proc/self/statm). */
 static inline size_t test_rss(void) {
     FILE *f = fopen("/proc/self/statm", "r");
