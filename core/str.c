@@ -482,11 +482,12 @@ static int intern_match(struct cds_lfht_node *node, const void *key) {
 
 /* The calling thread ready to read the table: attached, online, the table made. false with an error. */
 static bool intern_reader_ready(const char *fn) {
-    if (!_ouro_object_thread_ready()) return false;
-    if (_ouro_tls_thread->offline_depth > 0) {
+    /* Offline: an error in every build (checked first, so debug builds report it the same way). */
+    if (_ouro_tls_thread && _ouro_tls_thread->offline_depth > 0) {
         _ouro_err_set(OURO_ERR_STATE, "%s: called inside an offline section (the intern table is read online)", fn);
         return false;
     }
+    if (!_ouro_object_thread_ready_on(fn, NULL)) return false;
     pthread_once(&intern_once, intern_table_init);
     if (!intern_table) {
         _ouro_err_set(OURO_ERR_NOMEM, "%s: cannot create the intern table", fn);

@@ -48,7 +48,9 @@
  * held the flag is set (no_lost_stop); at the fork instant the forking thread holds stw_lock,
  * registry_lock and park_lock and no other thread runs (asserted). Liveness (ltl, weak fairness):
  * every requested stop completes (stop_completes); a thread on its way online — re-attaching, leaving an offline section, or parked —
- * gets to run (no_starve): the property gh-151518 shows CPython's free-threaded build fails. */
+ * gets to run (no_starve): the property gh-151518 shows CPython's free-threaded build fails, and the
+ * code failed too until the start marked the threads on their way online `waking` and the next stopper
+ * waited for them (st_wake; finding F1 in docs/threads.md). */
 
 #ifndef N
 #define N 2
@@ -70,6 +72,7 @@ byte registry_lock;
 bit pw[N];           /* waiting on park_cond */
 bit stopper[N];      /* me->stopper */
 bit holds[N];        /* _ouro_tls_holds_stop */
+bit waking[N];       /* me->waking: released from a park, not yet past come_online's flag check */
 
 /* ---- ghosts (checked, never read by the protocol) ----------------------------------------------------- */
 bit running[N];      /* in online mutator code (between come_online's return and go_offline) */
@@ -238,7 +241,7 @@ co_urcu:
 co_flag:
     if
     :: stopper[me] || !flag ->
-        d_step { assert(!stopped || holds[me]); running[me] = 1; want_run[me] = 0 }
+        d_step { assert(!stopped || holds[me]); running[me] = 1; want_run[me] = 0; waking[me] = 0 }
     :: else -> ret2 = R_COPARK; gstate = PARKED; goto go_offline
     fi;
     if
@@ -302,6 +305,14 @@ st_reg:
     :: else
     fi;
 st_flag:
+    j = 0;
+st_wake:    /* stw_wait_for_waking: the threads the last start released come online first */
+    do
+    :: j == N -> break
+    :: j < N && (j == me || !reg[j] || stopper[j] || !waking[j]) -> j++
+    :: j < N && j != me && reg[j] && !stopper[j] && waking[j] -> !waking[j]; j = 0   /* wait, walk again */
+    od;
+st_setflag:
     flag = 1;
     /* synchronize_rcu (urcu-qsbr.c): offline if online, toggle gp, wait for readers, online again */
 sy_off:
@@ -336,7 +347,9 @@ st_done:
 start:
     mutex_lock(park_lock);
 sw_flag:
-    d_step { flag = 0; stopped = 0; j = 0; do :: j < N -> pw[j] = 0; j++ :: else -> break od; j = 0 }
+    d_step { flag = 0; stopped = 0; j = 0;
+             do :: j < N -> pw[j] = 0; if :: j != me && reg[j] && st[j] != OFFLINE -> waking[j] = 1 :: else fi; j++
+                :: else -> break od; j = 0 }   /* releases the parked threads: waking (stw_release) */
     mutex_unlock(park_lock);
 sw_reg:
     unlock_reg;

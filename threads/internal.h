@@ -36,6 +36,8 @@ struct ouro_heap_s;
 typedef struct ouro_thread_s ouro_thread_t;
 struct ouro_thread_s {
     _Atomic int state;          /* OURO_TS_*: the thread writes, the stopper and watchdog read */
+    _Atomic bool waking;        /* released from a park, not yet past its flag check: the next stopper
+                                 * lets it come online first (threads/stw.c, "no starvation") */
     _Atomic uint64_t quiescent; /* bumped (release) at each quiescent state: the TSan-visible edge of a
                                  * grace period (threads/defer.c) */
     struct urcu_qsbr_reader *urcu_reader; /* the thread's liburcu reader (fork: unlinked in the child) */

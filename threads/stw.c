@@ -170,6 +170,8 @@ void _ouro_thread_come_online(ouro_thread_t *me) {
         _ouro_thread_go_offline(me, OURO_TS_PARKED);
         stw_park(me);
     }
+    if (atomic_load_explicit(&me->waking, memory_order_relaxed))
+        atomic_store(&me->waking, false); /* seq_cst: after the flag load that found no stop */
 }
 
 void _ouro_thread_go_offline(ouro_thread_t *me, int state) {
@@ -239,6 +241,31 @@ static bool stw_all_stopped(void) {
 
 __thread bool _ouro_tls_holds_stop;
 
+/* No starvation (finding F1 of the stop model, docs/threads.md "Model checking"; CPython's gh-151518).
+ * A thread released from a park comes online by taking park_lock to leave its wait, storing ONLINE,
+ * coming online in liburcu, then loading the stop flag; were the next stop's flag stored before that
+ * load, the thread would park again, and back-to-back stops could keep it from ever running. So the
+ * start marks every thread on its way online `waking` (ouro_start_the_world), the thread clears it past
+ * its flag check (_ouro_thread_come_online), and a stopper, before it stores the flag, waits until no
+ * thread is waking: with the flag still 0 such a thread passes the check and runs until its next
+ * safepoint. (Marking at the thread's own wake-up is too late: the next stopper can store the flag
+ * before the woken thread gets park_lock back; the model found that too.) The wait needs no lock of the stopper's
+ * (a waking thread takes only park_lock, to leave its condition wait), and ends: every waking thread is
+ * runnable and the flag it will read is 0 (seq_cst: the stopper's load of `waking` false follows the
+ * thread's flag load, which so precedes the stopper's flag store). Registry stable: registry_lock held. */
+static void stw_wait_for_waking(void) {
+    for (unsigned spins = 0;; spins++) {
+        bool any = false;
+        for (ouro_thread_t *t = _ouro_registry; t && !any; t = t->next) any = !t->stopper && atomic_load(&t->waking);
+        if (!any) return;
+        if (spins < 64) sched_yield();
+        else {
+            struct timespec pause = {0, 50 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
 /* Takes the stop for the calling thread (me: its record, NULL when not attached). An online caller waits
  * for stw_lock and registry_lock offline (the stopper ahead of it waits for it to park; an attach may
  * hold registry_lock while a grace period waits for online threads) and holds the stop online; an
@@ -254,6 +281,7 @@ static void stw_stop(ouro_thread_t *me, const char *reason) {
      * it waits for online threads. */
     pthread_mutex_lock(&_ouro_registry_lock);
     if (online) _ouro_thread_come_online(me); /* no stop can be pending: we hold stw_lock */
+    stw_wait_for_waking(); /* the threads the last start released come online first */
     atomic_store(&_ouro_stop_requested, 1); /* seq_cst: pairs with the threads' state stores */
     stw_watch(true, reason ? reason : "(no reason)");
     synchronize_rcu(); /* every online thread passes a safepoint: it sees the flag */
@@ -294,6 +322,14 @@ int ouro_start_the_world(void) {
         return -1;
     }
     pthread_mutex_lock(&park_lock);
+    /* The threads on their way online are released: each is `waking` until it is past its flag check,
+     * and the next stopper waits for that (stw_wait_for_waking). Those are the parked ones and the ones
+     * whose state reads ONLINE during the stop (no thread runs online code then: it is between storing
+     * ONLINE and finding the flag set, or between finding it set and storing PARKED; the model showed a
+     * thread that is always there when the world starts). Marked under park_lock, before the flag is
+     * cleared: a parked thread leaves its wait only after both. */
+    for (ouro_thread_t *t = _ouro_registry; t; t = t->next)
+        if (t != me && atomic_load(&t->state) != OURO_TS_OFFLINE) atomic_store(&t->waking, true);
     ouro_store_release(&_ouro_stop_requested, 0); /* pairs with the acquire in stw_park() */
     pthread_cond_broadcast(&park_cond);
     pthread_mutex_unlock(&park_lock);
