@@ -205,11 +205,19 @@ static OURO_NOINLINE void free_generic(ouro_pool_t *pool, void *p) {
     else _ouro_large_free(pool);
 }
 
-void ouro_free(void *p) {
+/* Misuse (debug level >= 1): ouro_free of an object's block. */
+static OURO_COLD _Noreturn void free_of_object(const void *p) {
+    const char *type = _ouro_object_type_name_at(p);
+    _ouro_fatal("ouro_free: %p is %s%s object, not a block of ouro_alloc: drop it with ouro_decref", p,
+                type ? "a " : "an", type ? type : "");
+}
+
+static inline void free_block(void *p, bool object) {
     if (OURO_UNLIKELY(p == NULL)) return;
     ouro_pool_t *pool = ouro_pool_of(p);
     if (OURO_DEBUG_LEVEL >= 1) {
         if (!(pool = alloc_validate(p, "ouro_free"))) return;
+        if (!object && OURO_UNLIKELY(pool->kind != OURO_KIND_PLAIN)) free_of_object(p);
     } else if (OURO_UNLIKELY(_ouro_addrmap_get(p) == OURO_CHUNK_NONE)) {
         /* Not in an arena (malloc's block, the stack, static data): the pool header below it may not
          * be mapped. Two loads of the address map; reported, then ignored. */
@@ -230,6 +238,10 @@ void ouro_free(void *p) {
     }
     free_generic(pool, p);
 }
+
+void ouro_free(void *p) { free_block(p, false); }
+
+void _ouro_free_object(void *p) { free_block(p, true); }
 
 /* ---- realloc and sizes ------------------------------------------------------------------------------- */
 

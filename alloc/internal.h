@@ -358,6 +358,9 @@ static inline void *ouro_pool_block(const ouro_pool_t *pool, uint32_t i) {
 /* A block from a pool of the given kind (core/ and gc/ allocate objects here); freed with ouro_free.
  * size <= OURO_MEDIUM_MAX - OURO_PAD. */
 OURO_INTERNAL void *_ouro_alloc_kind(unsigned kind, size_t size);
+/* Frees a block of an OBJECT or GC pool (ouro_free refuses them in debug builds: user code that frees
+ * an object's block instead of dropping its reference). */
+OURO_INTERNAL void _ouro_free_object(void *p);
 
 /* Sanitized builds: makes the first size bytes of block p (a pool block just popped, or a large block)
  * addressable and the rest up to its end its redzone, whose last word records size; returns p. */

@@ -43,6 +43,10 @@ OURO_INTERNAL void *_ouro_sys_realloc(void *p, size_t n);
 OURO_INTERNAL int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 OURO_INTERNAL ssize_t _ouro_sys_getrandom(void *buf, size_t n, unsigned flags);
 
+/* The type name of the object whose block starts at p, or NULL when p is not the start of an ouro
+ * object block (core/object.c; for diagnostics). */
+OURO_INTERNAL const char *_ouro_object_type_name_at(const void *p);
+
 /* Fault injection's countdowns, one per ouro_fault kind (core/mem.c). */
 OURO_INTERNAL extern _Atomic unsigned long _ouro_fault_countdown[];
 

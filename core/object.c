@@ -87,7 +87,7 @@ void _ouro_object_free(ouro_object *o) {
     __atomic_store_n(&o->ref_local, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&o->ref_shared, 0, __ATOMIC_RELAXED);
     type_count(t, false);
-    ouro_free(o);
+    _ouro_free_object(o);
 }
 
 /* Freeing an object drops its references, which may free more: a chain 10 million deep must not take

@@ -74,9 +74,6 @@ OURO_INTERNAL bool _ouro_object_thread_ready_on(const char *fn, const ouro_objec
 #define _ouro_object_thread_ready() _ouro_object_thread_ready_on(__func__, NULL)
 OURO_INTERNAL _Noreturn void _ouro_object_offline_misuse(const char *fn, const ouro_object *o) __attribute__((cold));
 
-/* The type name of the object whose block starts at p, or NULL when p is not the start of an ouro
- * object block (for diagnostics). */
-OURO_INTERNAL const char *_ouro_object_type_name_at(const void *p);
 
 /* Header flags (ouro_object.flags, atomic bit operations). */
 #define OURO_OBJ_WEAKREFS 1u /* weak references to the object exist (core/weakref.c) */

@@ -346,7 +346,7 @@ static void test_object_pool_keeps_header_words(void **state) {
     o[1] = 0x2222;
     o[2] = 0;
     o[3] = (uintptr_t)&test_object_pool_keeps_header_words;
-    ouro_free(o);
+    _ouro_free_object(o); /* ouro_free refuses object blocks in debug builds */
     assert_int_equal(o[1], 0x2222); /* freed: words 1..3 untouched (a reader's try-incref sees 0) */
     assert_int_equal(o[2], 0);
     assert_int_equal(o[3], (uintptr_t)&test_object_pool_keeps_header_words);
@@ -358,8 +358,8 @@ static void test_object_pool_keeps_header_words(void **state) {
     assert_ptr_not_equal(ouro_pool_of(plain), ouro_pool_of(again));
     assert_int_equal(ouro_pool_of(again)->kind, OURO_KIND_OBJECT);
     ouro_free(plain);
-    ouro_free(again);
-    ouro_free(keep);
+    _ouro_free_object(again);
+    _ouro_free_object(keep);
 }
 
 static struct {
@@ -392,7 +392,7 @@ static void test_object_pool_grace_period(void **state) {
     _ouro_alloc_set_defer_hook(record_defer);
     for (int i = 0; i < N; i++) v[i] = _ouro_alloc_kind(OURO_KIND_GC, 200); /* several pools */
     ouro_pool_t *first = ouro_pool_of(v[0]);
-    for (int i = 0; i < N; i++) ouro_free(v[i]); /* every pool but the current one empties */
+    for (int i = 0; i < N; i++) _ouro_free_object(v[i]); /* every pool but the current one empties */
     ouro_alloc_stats_t st = test_stats();
     assert_true(deferred.n >= 1);
     assert_int_equal(st.pools_deferred, base.pools_deferred + (size_t)deferred.n);
@@ -441,7 +441,7 @@ static void test_object_pool_default_defer(void **state) {
     pthread_create(&t, NULL, reader_holding, NULL);
     while (atomic_load(&reader_state) != 1) sched_yield();
     for (int i = 0; i < N; i++) v[i] = _ouro_alloc_kind(OURO_KIND_GC, 200);
-    for (int i = 0; i < N; i++) ouro_free(v[i]);
+    for (int i = 0; i < N; i++) _ouro_free_object(v[i]);
     ouro_alloc_collect();
     ouro_alloc_stats_t held;
     assert_int_equal(ouro_alloc_stats(&held), 0);

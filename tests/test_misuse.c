@@ -126,6 +126,21 @@ static void test_traverse_visits_freed(void **state) {
     test_expect_abort(child_traverse_freed, ", a freed block");
 }
 
+/* ---- ouro_free of an object's block -------------------------------------------------------------------- */
+static void child_free_object(void) {
+    ouro_free(victim); /* an object: its reference must be dropped with ouro_decref */
+    _exit(0);
+}
+
+static void test_free_of_object(void **state) {
+    NEED_DEBUG();
+    victim = ouro_dict_new();
+    char want[96];
+    snprintf(want, sizeof want, "ouro_free: %s is a dict object", addr(victim));
+    test_expect_abort(child_free_object, want);
+    ouro_decref(victim);
+}
+
 /* ---- decref after ouro_fini ---------------------------------------------------------------------------- */
 static void child_decref_after_fini(void) {
     ouro_thread_attach();
@@ -177,6 +192,7 @@ int main(void) {
         cmocka_unit_test(test_object_api_offline),
         cmocka_unit_test(test_object_new_offline),
         cmocka_unit_test(test_traverse_visits_freed),
+        cmocka_unit_test(test_free_of_object),
         cmocka_unit_test(test_decref_after_fini),
         cmocka_unit_test(test_decref_after_init_again),
     };
