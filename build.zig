@@ -1,7 +1,8 @@
 //! ouro's build. Zig is pinned in build.zig.zon and installed by ./zigw; see docs/building.md.
 //!
-//! Steps: install (default), test, stress, soak, bench, asan, fuzz, fuzz-cov. The C source lists below are
-//! the only ones: the asan, fuzz and fuzz-cov steps hand the same lists to Debian's clang.
+//! Steps: install (default), install-tsan, test, stress, soak, bench, asan, fuzz, fuzz-cov. The C source
+//! lists below are the only ones: the install-tsan, asan, fuzz and fuzz-cov steps hand the same lists to
+//! Debian's clang.
 const std = @import("std");
 
 const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
@@ -65,14 +66,14 @@ const stress_sources = [_][]const u8{
     "stress/container_scenarios.c",
     "stress/gc_scenarios.c",
     "stress/lifecycle_scenarios.c",
-    "tests/tsan_options.c",
+    "threads/tsan_defaults.c",
 };
 
 /// The fuzz target (tests/fuzz/fuzz_api.c) with the replay driver that runs it over saved inputs.
 const fuzz_replay_sources = [_][]const u8{
     "tests/fuzz/replay.c",
     "tests/fuzz/fuzz_api.c",
-    "tests/tsan_options.c",
+    "threads/tsan_defaults.c",
 };
 
 /// The benchmark driver and its suites.
@@ -111,7 +112,28 @@ const Config = struct {
 const Ctx = struct {
     b: *std.Build,
     target: std.Build.ResolvedTarget,
+    tsan_supp: std.Build.LazyPath, // the folder of tsan_supp.inc (tsanSuppInclude)
 };
+
+/// threads/tsan.supp as the C string literal threads/tsan_defaults.c includes (tsan_supp.inc): one list
+/// of suppressions, installed as a file and compiled, comments and all, into __tsan_default_suppressions.
+fn tsanSuppInclude(b: *std.Build) std.Build.LazyPath {
+    const supp = b.build_root.handle.readFileAlloc(b.allocator, "threads/tsan.supp", 1 << 20) catch |e|
+        std.debug.panic("threads/tsan.supp: {s}", .{@errorName(e)});
+    var lit: std.ArrayList(u8) = .empty;
+    var lines = std.mem.splitScalar(u8, std.mem.trimRight(u8, supp, "\n"), '\n');
+    while (lines.next()) |line| {
+        lit.append(b.allocator, '"') catch @panic("OOM");
+        for (line) |c| {
+            if (c == '"' or c == '\\') lit.append(b.allocator, '\\') catch @panic("OOM");
+            lit.append(b.allocator, c) catch @panic("OOM");
+        }
+        lit.appendSlice(b.allocator, "\\n\"\n") catch @panic("OOM");
+    }
+    const wf = b.addWriteFiles();
+    _ = wf.add("tsan_supp.inc", lit.items);
+    return wf.getDirectory();
+}
 
 fn configHeader(ctx: Ctx, cfg: Config) *std.Build.Step.ConfigHeader {
     return ctx.b.addConfigHeader(.{
@@ -143,6 +165,7 @@ fn cModule(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, files: []con
     m.addIncludePath(ctx.b.path("include"));
     m.addIncludePath(ctx.b.path("."));
     m.addConfigHeader(ch);
+    m.addIncludePath(ctx.tsan_supp);
     const flags = std.mem.concat(ctx.b.allocator, []const u8, &.{ &c_flags, extra }) catch @panic("OOM");
     m.addCSourceFiles(.{ .files = files, .flags = flags });
     return m;
@@ -189,10 +212,8 @@ fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Bui
 /// Flags of the asan step's clang: ASan + UBSan, every UBSan report fatal.
 const asan_flags = [_][]const u8{ "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined" };
 
-/// The asan, fuzz and fuzz-cov steps' compiler: Debian's clang over the library's sources and `files`
-/// (one command, the same lists as Zig's build), with `flags`, ouro's flags and includes, linked with
-/// liburcu and `libs`. Returns the executable.
-fn clangExe(b: *std.Build, ch: *std.Build.Step.ConfigHeader, flags: []const []const u8, name: []const u8, files: []const []const u8, libs: []const []const u8) std.Build.LazyPath {
+/// Debian's clang with `flags`, ouro's flags and includes (the config header `ch`'s folder among them).
+fn clangCommand(b: *std.Build, ch: *std.Build.Step.ConfigHeader, flags: []const []const u8) *std.Build.Step.Run {
     const cc = b.addSystemCommand(&.{"clang"});
     cc.addArgs(flags);
     cc.addArg("-DOURO_BUILD_CORE");
@@ -203,6 +224,14 @@ fn clangExe(b: *std.Build, ch: *std.Build.Step.ConfigHeader, flags: []const []co
     cc.addDirectoryArg(b.path("."));
     cc.addArg("-I");
     cc.addDirectoryArg(ch.getOutputDir());
+    return cc;
+}
+
+/// The asan, fuzz and fuzz-cov steps' compiler: Debian's clang over the library's sources and `files`
+/// (one command, the same lists as Zig's build), with `flags`, ouro's flags and includes, linked with
+/// liburcu and `libs`. Returns the executable.
+fn clangExe(b: *std.Build, ch: *std.Build.Step.ConfigHeader, flags: []const []const u8, name: []const u8, files: []const []const u8, libs: []const []const u8) std.Build.LazyPath {
+    const cc = clangCommand(b, ch, flags);
     for (lib_sources) |s| cc.addFileArg(b.path(s));
     for (files) |s| cc.addFileArg(b.path(s));
     cc.addArg("-o");
@@ -212,8 +241,29 @@ fn clangExe(b: *std.Build, ch: *std.Build.Step.ConfigHeader, flags: []const []co
     return out;
 }
 
+/// The install-tsan step's compiler: one object of `src` by Debian's clang (`clangCommand`), its
+/// headers recorded in a dep file so that a change to one rebuilds it. Returns the object.
+fn clangObj(ctx: Ctx, ch: *std.Build.Step.ConfigHeader, flags: []const []const u8, src: []const u8) std.Build.LazyPath {
+    const b = ctx.b;
+    const cc = clangCommand(b, ch, flags);
+    cc.addArg("-I");
+    cc.addDirectoryArg(ctx.tsan_supp);
+    cc.addArgs(&.{ "-MD", "-MF" });
+    _ = cc.addDepFileOutputArg("obj.d");
+    cc.addArg("-c");
+    cc.addFileArg(b.path(src));
+    cc.addArg("-o");
+    const name = std.mem.replaceOwned(u8, b.allocator, src[0 .. src.len - ".c".len], "/", "_") catch @panic("OOM");
+    return cc.addOutputFileArg(b.fmt("{s}.o", .{name}));
+}
+
+/// Flags of the TSan flavour's objects: TSan's instrumentation (clang 14's calls, every one of which gcc
+/// 12's libtsan exports too), position-independent for both libraries, nothing that needs a runtime of
+/// its own (no UBSan).
+const tsan_lib_flags = [_][]const u8{ "-g", "-O1", "-fPIC", "-fsanitize=thread" };
+
 pub fn build(b: *std.Build) void {
-    const ctx: Ctx = .{ .b = b, .target = b.standardTargetOptions(.{}) };
+    const ctx: Ctx = .{ .b = b, .target = b.standardTargetOptions(.{}), .tsan_supp = tsanSuppInclude(b) };
     const optimize = b.standardOptimizeOption(.{});
     const sanitize = b.option(Sanitize, "sanitize", "Sanitizer for every module: none (default) or thread") orelse .none;
     const debug_level = b.option(u8, "debug-level", "0..3: checks compiled in (default 2 in Debug, 0 otherwise)") orelse
@@ -253,6 +303,62 @@ pub fn build(b: *std.Build) void {
     , .{ b.install_prefix, version.major, version.minor, version.patch }));
     b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
 
+    // ---- install-tsan: the TSan flavour for embedders, built by Debian's clang ----------------------
+    // For gcc and clang -fsanitize=thread programs (docs/embedding.md, "Hunting races in your server with
+    // TSan"). The library's sources instrumented by clang (-O1 -g, the chosen debug level and options,
+    // OURO_TSAN); libouro-tsan.so linked without -fsanitize=thread, so no sanitizer runtime is inside
+    // either library: the program's compiler links its own. Headers in include/ouro-tsan (their config.h
+    // says OURO_TSAN), so both flavours can share a prefix; share/ouro/tsan.supp and
+    // lib/ouro-tsan-defaults.o carry the one list of suppressions (threads/tsan.supp).
+    const tsan_step = b.step("install-tsan", "Install the TSan flavour for gcc and clang -fsanitize=thread programs (Debian's clang; no sanitizer runtime inside)");
+    var tsan_cfg = cfg;
+    tsan_cfg.sanitize = .thread;
+    tsan_cfg.valgrind = false;
+    const tsan_ch = configHeader(ctx, tsan_cfg);
+    const tsan_ar = b.addSystemCommand(&.{ "ar", "rcsD" });
+    const tsan_a = tsan_ar.addOutputFileArg("libouro-tsan.a");
+    const tsan_so_name = b.fmt("libouro-tsan.so.{d}.{d}.{d}", .{ version.major, version.minor, version.patch });
+    const tsan_ld = b.addSystemCommand(&.{ "clang", "-shared", "-g", b.fmt("-Wl,-soname,libouro-tsan.so.{d}", .{version.major}) });
+    tsan_ld.addPrefixedFileArg("-Wl,--version-script=", b.path("core/exports.map"));
+    for (lib_sources) |src| {
+        const obj = clangObj(ctx, tsan_ch, &tsan_lib_flags, src);
+        tsan_ar.addFileArg(obj);
+        tsan_ld.addFileArg(obj);
+    }
+    tsan_ld.addArg("-o");
+    const tsan_so = tsan_ld.addOutputFileArg(tsan_so_name);
+    tsan_ld.addArgs(&.{ "-lurcu-qsbr", "-lurcu-cds", "-lurcu-common", "-lpthread", "-lm" });
+    const tsan_defaults = clangObj(ctx, tsan_ch, &.{ "-g", "-O1", "-fPIC" }, "threads/tsan_defaults.c");
+    const tsan_so_install = b.addInstallFile(tsan_so, b.fmt("lib/{s}", .{tsan_so_name}));
+    const tsan_links = b.addSystemCommand(&.{ "sh", "-c", "cd \"$1\" && ln -sf \"$2\" libouro-tsan.so.$3 && ln -sf libouro-tsan.so.$3 libouro-tsan.so", "links" });
+    tsan_links.addArgs(&.{ b.getInstallPath(.lib, ""), tsan_so_name, b.fmt("{d}", .{version.major}) });
+    tsan_links.has_side_effects = true;
+    tsan_links.step.dependOn(&tsan_so_install.step);
+    const tsan_pc = b.addWriteFiles().add("ouro-tsan.pc", b.fmt(
+        \\prefix={s}
+        \\libdir=${{prefix}}/lib
+        \\includedir=${{prefix}}/include/ouro-tsan
+        \\tsan_supp=${{prefix}}/share/ouro/tsan.supp
+        \\tsan_defaults=${{libdir}}/ouro-tsan-defaults.o
+        \\
+        \\Name: ouro-tsan
+        \\Description: ouro instrumented for ThreadSanitizer; the program's -fsanitize=thread links the runtime
+        \\Version: {d}.{d}.{d}
+        \\Libs: -fsanitize=thread -L${{libdir}} -louro-tsan
+        \\Libs.private: -lurcu-qsbr -lurcu-cds -lurcu-common -lpthread -lm
+        \\Cflags: -fsanitize=thread -I${{includedir}}
+        \\
+    , .{ b.install_prefix, version.major, version.minor, version.patch }));
+    for ([_]*std.Build.Step{
+        &b.addInstallFile(tsan_a, "lib/libouro-tsan.a").step,
+        &tsan_links.step,
+        &b.addInstallFile(tsan_defaults, "lib/ouro-tsan-defaults.o").step,
+        &b.addInstallFile(b.path("threads/tsan.supp"), "share/ouro/tsan.supp").step,
+        &b.addInstallDirectory(.{ .source_dir = b.path("include"), .install_dir = .header, .install_subdir = "ouro-tsan", .include_extensions = &.{".h"} }).step,
+        &b.addInstallFile(tsan_ch.getOutputFile(), "include/ouro-tsan/ouro/config.h").step,
+        &b.addInstallFile(tsan_pc, "lib/pkgconfig/ouro-tsan.pc").step,
+    }) |s| tsan_step.dependOn(s);
+
     // ---- stress: optimised with assertions and hardening, whatever the default mode -------------
     const stress_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = @max(debug_level, 1), .hardened = true, .torture = torture, .sanitize = sanitize, .refcount = refcount };
     const stress_ch = configHeader(ctx, stress_cfg);
@@ -273,7 +379,7 @@ pub fn build(b: *std.Build) void {
     const test_step = b.step("test", "Run the cmocka unit tests and a short stress pass");
     for (test_sources) |src| {
         const name = std.fs.path.stem(src);
-        const exe = addExe(ctx, cfg, ch, static_lib, name, &.{ src, "tests/tsan_options.c" });
+        const exe = addExe(ctx, cfg, ch, static_lib, name, &.{ src, "threads/tsan_defaults.c" });
         exe.root_module.linkSystemLibrary("cmocka", .{});
         const run = b.addRunArtifact(exe);
         test_step.dependOn(&run.step);
@@ -372,7 +478,7 @@ pub fn build(b: *std.Build) void {
     const mc_lib = addLib(ctx, mc_cfg, mc_ch, .static);
     for (test_sources) |src| {
         const name = std.fs.path.stem(src);
-        const exe = addExe(ctx, mc_cfg, mc_ch, mc_lib, b.fmt("{s}-memcheck", .{name}), &.{ src, "tests/tsan_options.c" });
+        const exe = addExe(ctx, mc_cfg, mc_ch, mc_lib, b.fmt("{s}-memcheck", .{name}), &.{ src, "threads/tsan_defaults.c" });
         exe.root_module.linkSystemLibrary("cmocka", .{});
         const run = b.addSystemCommand(&.{ "valgrind", "--tool=memcheck", "-q", "--error-exitcode=1", "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite", "--fair-sched=yes", "--num-callers=24" });
         run.addPrefixedFileArg("--suppressions=", b.path("tests/valgrind.supp"));

@@ -217,7 +217,8 @@ static inline void free_block(void *p, bool object) {
     ouro_pool_t *pool = ouro_pool_of(p);
     if (OURO_DEBUG_LEVEL >= 1) {
         if (!(pool = alloc_validate(p, "ouro_free"))) return;
-        if (!object && OURO_UNLIKELY(pool->type == OURO_PT_BLOCKS && pool->kind != OURO_KIND_PLAIN)) free_of_object(p);
+        /* kind describes block pools only: a large block's run keeps the kind of the pool's last use */
+        if (!object && OURO_UNLIKELY(pool->kind != OURO_KIND_PLAIN) && pool->type == OURO_PT_BLOCKS) free_of_object(p);
     } else if (OURO_UNLIKELY(_ouro_addrmap_get(p) == OURO_CHUNK_NONE)) {
         /* Not in an arena (malloc's block, the stack, static data): the pool header below it may not
          * be mapped. Two loads of the address map; reported, then ignored. */

@@ -182,7 +182,7 @@ static const char *object_type_name(const ouro_object *o) {
 const char *_ouro_object_type_name_at(const void *p) {
     if (_ouro_addrmap_get(p) != OURO_CHUNK_ARENA) return NULL;
     ouro_pool_t *pool = ouro_pool_of(p);
-    if (pool->magic != OURO_POOL_MAGIC || (pool->kind != OURO_KIND_OBJECT && pool->kind != OURO_KIND_GC) || !pool->block_size)
+    if (pool->magic != OURO_POOL_MAGIC || pool->type != OURO_PT_BLOCKS || (pool->kind != OURO_KIND_OBJECT && pool->kind != OURO_KIND_GC) || !pool->block_size)
         return NULL;
     if ((size_t)((const char *)p - ouro_pool_data(pool)) % pool->block_size != 0) return NULL;
     return object_type_name(p);
