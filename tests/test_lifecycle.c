@@ -883,7 +883,7 @@ static void *collect_and_defer(void *arg) {
 
 static void child_fini_after_joins(void) {
     alarm(CHILD_ALARM_S * 2);
-    for (int it = 0; it < (OURO_TSAN ? 40 : 400); it++) { /* threads start slowly under TSan */
+    for (int it = 0; it < (OURO_TSAN || test_memcheck() ? 40 : 400); it++) { /* threads start slowly under TSan, memcheck */
         CHILD_CHECK(ouro_thread_attach() == 0, 2);
         pthread_t t[2];
         for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, collect_and_defer, NULL);
