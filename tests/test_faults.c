@@ -217,12 +217,7 @@ static void child_threads_refused(void) {
     _exit(0);
 }
 
-static void test_threads_refused(void **state) {
-    char out[4096];
-    int status = test_in_child(child_threads_refused, out, sizeof out);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x: %s\n", status, out);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
+static void test_threads_refused(void **state) { test_expect_child_ok(child_threads_refused); }
 
 /* getrandom() refused for the hash key (drawn at the process's first hash; this test runs first so the
  * fork child draws it): the key comes from /dev/urandom and hashing works. */
@@ -238,12 +233,7 @@ static void child_getrandom_refused(void) {
     _exit(0);
 }
 
-static void test_getrandom_refused(void **state) {
-    char out[4096];
-    int status = test_in_child(child_getrandom_refused, out, sizeof out);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x: %s\n", status, out);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
+static void test_getrandom_refused(void **state) { test_expect_child_ok(child_getrandom_refused); }
 
 static void test_bad_kind(void **state) {
     assert_int_equal(ouro_debug_fail((ouro_fault)99, 1), -1);

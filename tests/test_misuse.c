@@ -165,12 +165,7 @@ static void child_decref_after_init(void) {
     _exit(0);
 }
 
-static void test_decref_after_init_again(void **state) {
-    char out[4096];
-    int status = test_in_child(child_decref_after_init, out, sizeof out);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x: %s\n", status, out);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
+static void test_decref_after_init_again(void **state) { test_expect_child_ok(child_decref_after_init); }
 
 /* A lock taken and released, then taken again: no report (the tracking forgets released locks). */
 static void test_lock_relock_fine(void **state) {

@@ -94,6 +94,14 @@ static inline int test_in_child(void (*fn)(void), char *out, size_t n) {
     return status;
 }
 
+/* Asserts that fn, run in a child, exits with status 0 (printing what it said otherwise). */
+static inline void test_expect_child_ok(void (*fn)(void)) {
+    char out[4096];
+    int status = test_in_child(fn, out, sizeof out);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child status %#x, said: %s\n", status, out);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* Asserts that fn aborts in a child and that its message contains what. */
 static inline void test_expect_abort(void (*fn)(void), const char *what) {
     char out[4096];
