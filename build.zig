@@ -17,6 +17,7 @@ const lib_sources = [_][]const u8{
     "core/hash.c",
     "core/bytes.c",
     "core/number.c",
+    "core/repr.c",
     "core/tuple.c",
     "core/list.c",
     "core/dict.c",
@@ -414,6 +415,23 @@ pub fn build(b: *std.Build) void {
     headers_run.addDirectoryArg(header_tree.getDirectory());
     headers_run.setEnvironmentVariable("ZIG", b.graph.zig_exe);
     headers_run.has_side_effects = true;
+    // libouro.so loaded by dlopen through a plugin that links it, as an interpreter loads an extension
+    // module (tests/dlopen/): its static TLS fits, the runtime works, and dlclose leaves it loaded.
+    // Not under TSan, whose runtime must come with the program, not with a plugin.
+    if (cfg.sanitize == .none) {
+        const plugin_mod = cModule(ctx, cfg, ch, &.{"tests/dlopen/plugin.c"}, &.{});
+        plugin_mod.sanitize_c = .trap; // as the installed library: no Zig UBSan runtime in a plugin
+        plugin_mod.pic = true;
+        plugin_mod.linkLibrary(shared_lib);
+        plugin_mod.addRPath(shared_lib.getEmittedBinDirectory());
+        const plugin = b.addLibrary(.{ .name = "ouro-dlopen-plugin", .linkage = .dynamic, .root_module = plugin_mod });
+        const dl_mod = cModule(ctx, cfg, ch, &.{"tests/dlopen/main.c"}, &.{});
+        dl_mod.sanitize_c = .trap;
+        const dl_run = b.addRunArtifact(b.addExecutable(.{ .name = "dlopen-check", .root_module = dl_mod }));
+        dl_run.addArtifactArg(plugin);
+        dl_run.expectStdOutEqual("dlopen_check: ok (2 loads, 2 collections)\n");
+        test_step.dependOn(&dl_run.step);
+    }
     const headers_step = b.step("headers", "Check the public headers: C11/C++17 pedantic, ouro_* names only");
     headers_step.dependOn(&headers_run.step);
     test_step.dependOn(&headers_run.step);

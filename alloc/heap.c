@@ -20,7 +20,7 @@ ouro_pool_t _ouro_pool_empty = {.heap = &_ouro_heap_none, .xfree = OURO_XFREE_CL
 /* Statically complete, so an allocation made before any constructor runs finds its sentinels. */
 ouro_heap_t _ouro_heap_empty = {.cur = {[0 ... OURO_NKINDS - 1] = {[0 ... OURO_NCLASSES - 1] = &_ouro_pool_empty}}};
 ouro_heap_t _ouro_heap_abandoned;
-__thread ouro_heap_t *_ouro_tls_heap __attribute__((tls_model("initial-exec"))) = &_ouro_heap_empty;
+__thread ouro_heap_t *_ouro_tls_heap OURO_TLS_FAST = &_ouro_heap_empty;
 
 const uint16_t _ouro_class_size[OURO_NCLASSES] = {
     16,   32,   48,   64,   80,   96,   112,  128,  144,  160,  176,  192,  208,  224,  240,

@@ -236,7 +236,7 @@ OURO_INTERNAL extern ouro_heap_t _ouro_heap_none;
 
 /* The calling thread's heap (&_ouro_heap_empty until its first allocation). Initial-exec TLS: one
  * %fs-relative load, also in the shared library. */
-OURO_INTERNAL extern __thread ouro_heap_t *_ouro_tls_heap __attribute__((tls_model("initial-exec")));
+OURO_INTERNAL extern __thread ouro_heap_t *_ouro_tls_heap OURO_TLS_FAST;
 
 /* ---- size classes --------------------------------------------------------------------------------- */
 OURO_INTERNAL extern const uint16_t _ouro_class_size[OURO_NCLASSES];

@@ -17,6 +17,13 @@
 #include <sys/types.h>
 
 #define OURO_INTERNAL __attribute__((visibility("hidden")))
+/* Thread-local variables on hot paths: initial-exec, one %fs-relative load (through a GOT offset in the
+ * shared library) instead of a __tls_get_addr call. A library with any of them puts its whole TLS block
+ * (694 bytes today) in static TLS; a dlopen of libouro.so takes that from glibc's surplus, and glibc
+ * then never unloads it (dlclose leaves it loaded: its thread-exit hooks and fork handlers stay mapped).
+ * Keep thread-local state small: no arrays (core/repr.c keeps its frames on the stack).
+ * tests/dlopen/ loads the library with dlopen and checks both. */
+#define OURO_TLS_FAST __attribute__((tls_model("initial-exec")))
 #define OURO_NOINLINE __attribute__((noinline))
 #define OURO_COLD __attribute__((cold, noinline))
 #define OURO_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -22,6 +22,7 @@
  * an eq, hash or dealloc may use the same dict (even mutate it) without deadlocking on its
  * non-recursive lock. */
 #include "core/dictobject.h"
+#include "core/repr.h"
 
 #include <string.h>
 
@@ -637,65 +638,6 @@ size_t _ouro_dict_extra_size(ouro_object *self) {
     return k ? ouro_usable_size(k) : 0;
 }
 
-/* ---- repr helpers (dict and set) ------------------------------------------------------------------------------ */
-
-enum { REPR_DEPTH = 256 };
-static __thread ouro_object *tls_repr_active[REPR_DEPTH]; /* containers being printed by this thread */
-static __thread size_t tls_repr_depth;
-
-int _ouro_repr_enter(ouro_object *self) {
-    for (size_t i = 0; i < tls_repr_depth; i++)
-        if (tls_repr_active[i] == self) return 1;
-    if (tls_repr_depth == REPR_DEPTH) {
-        _ouro_err_set(OURO_ERR_OVERFLOW, "ouro_repr: containers nested more than %d deep", REPR_DEPTH);
-        return -1;
-    }
-    tls_repr_active[tls_repr_depth++] = self;
-    return 0;
-}
-
-void _ouro_repr_leave(ouro_object *self) {
-    OURO_ASSERT(tls_repr_depth > 0 && tls_repr_active[tls_repr_depth - 1] == self);
-    (void)self;
-    tls_repr_depth--;
-}
-
-void _ouro_repr_put(repr_buf *b, const char *s, size_t n) {
-    if (b->failed) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = ouro_realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-void _ouro_repr_put_obj(repr_buf *b, ouro_object *o) {
-    if (b->failed) return;
-    ouro_object *r = ouro_repr(o);
-    if (!r) {
-        b->failed = true;
-        return;
-    }
-    size_t n;
-    const char *s = ouro_str_utf8(r, &n);
-    _ouro_repr_put(b, s, n);
-    ouro_decref(r);
-}
-
-ouro_object *_ouro_repr_finish(repr_buf *b) {
-    ouro_object *s = b->failed ? NULL : ouro_str_from_utf8(b->p ? b->p : "", b->len);
-    ouro_free(b->p);
-    return s;
-}
-
 /* ---- dict ------------------------------------------------------------------------------------------------------ */
 
 static ouro_object *dict_repr(ouro_object *self);
@@ -861,7 +803,8 @@ int ouro_dict_table_info(ouro_object *d, ouro_dict_table_t *out) {
 }
 
 static ouro_object *dict_repr(ouro_object *self) {
-    int active = _ouro_repr_enter(self);
+    repr_frame frame;
+    int active = _ouro_repr_enter(&frame, self);
     if (active) return active < 0 ? NULL : ouro_str_from_cstr("{...}");
     repr_buf b = {0};
     dict_item *items;
@@ -878,7 +821,7 @@ static ouro_object *dict_repr(ouro_object *self) {
         _ouro_repr_put(&b, "}", 1);
         _ouro_dict_items_free(items, n);
     }
-    _ouro_repr_leave(self);
+    _ouro_repr_leave(&frame);
     return _ouro_repr_finish(&b);
 }
 

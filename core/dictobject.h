@@ -80,19 +80,4 @@ OURO_INTERNAL size_t _ouro_dict_extra_size(ouro_object *self);
 /* The table's shape for ouro_dict_table_info / ouro_set_table_info. */
 OURO_INTERNAL void _ouro_dict_table_info(dict_object *d, ouro_dict_table_t *out);
 
-/* repr recursion guard (a container that contains itself prints "{...}"): 1 when self is already
- * being printed by this thread, 0 when entered (call _ouro_repr_leave), -1 with an error. */
-OURO_INTERNAL int _ouro_repr_enter(ouro_object *self);
-OURO_INTERNAL void _ouro_repr_leave(ouro_object *self);
-
-/* A growing UTF-8 buffer for the reprs. */
-typedef struct repr_buf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} repr_buf;
-OURO_INTERNAL void _ouro_repr_put(repr_buf *b, const char *s, size_t n);
-OURO_INTERNAL void _ouro_repr_put_obj(repr_buf *b, ouro_object *o); /* ouro_repr(o) */
-OURO_INTERNAL ouro_object *_ouro_repr_finish(repr_buf *b);          /* the str, buffer freed */
-
 #endif /* OURO_CORE_DICTOBJECT_H */

@@ -61,7 +61,7 @@ static inline void counts_bump(size_t *c) { __atomic_store_n(c, __atomic_load_n(
 /* ---- deallocation -------------------------------------------------------------------------------------- */
 
 typedef struct brc_thread brc_thread;
-static __thread brc_thread *tls_brc; /* the calling thread's record, NULL until its first object */
+static __thread brc_thread *tls_brc OURO_TLS_FAST; /* the calling thread's record, NULL until its first object */
 static void type_count(const ouro_type *t, bool alloc);
 
 /* o's count reached zero: it leaves the collector's view at once, before its free runs (which may
@@ -95,8 +95,8 @@ void _ouro_object_free(ouro_object *o) {
  * through word 0: an object's address is even, never an owner id, so racing readers still see a
  * non-owner) and the outermost free drains it. */
 enum { DEALLOC_DEPTH = 48 };
-static __thread unsigned tls_dealloc_depth;
-static __thread ouro_object *tls_dealloc_later;
+static __thread unsigned tls_dealloc_depth OURO_TLS_FAST;
+static __thread ouro_object *tls_dealloc_later OURO_TLS_FAST;
 
 static void dealloc_later(ouro_object *o) {
     __atomic_store_n(&o->tid, (uintptr_t)tls_dealloc_later, __ATOMIC_RELAXED);
@@ -277,11 +277,11 @@ static void brc_kick_run(void *arg) {
     if (atomic_load_explicit(&brc_nonempty, memory_order_acquire) > 0) brc_request_grace_period();
 }
 
-static __thread bool tls_merging;    /* a merge is running on this thread (deallocs may poll) */
+static __thread bool tls_merging OURO_TLS_FAST;    /* a merge is running on this thread (deallocs may poll) */
 
 /* The owner id that object_make records: the thread pointer from the thread's registration until its
  * detach or exit begins, then 0 (objects are born merged: the walk that merged the others is over). */
-static __thread uintptr_t tls_owner_id;
+static __thread uintptr_t tls_owner_id OURO_TLS_FAST;
 
 static unsigned brc_bucket_of(uintptr_t tid) { return (unsigned)((tid * 0x9e3779b97f4a7c15ull) >> 58) % BRC_BUCKETS; }
 

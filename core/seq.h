@@ -1,4 +1,4 @@
-/* core/seq.h — what core/tuple.c and core/list.c share: the sequence repr with its recursion guard, and
+/* core/seq.h — what core/tuple.c and core/list.c share: the sequence repr, and
  * a tuple made from references the caller hands over. */
 #ifndef OURO_CORE_SEQ_H
 #define OURO_CORE_SEQ_H
@@ -10,9 +10,7 @@ typedef ouro_object *(*_ouro_seq_item_fn)(ouro_object *seq, size_t i, bool *erro
 
 /* The repr of a sequence: open, the ouro_repr of each item joined by ", ", close; one_comma adds the
  * trailing comma of a 1-tuple. A sequence already being printed by this thread (a list holding itself,
- * directly or not) prints as open "..." close; nesting deeper than OURO_REPR_MAX_DEPTH fails with
- * OURO_ERR_STATE instead of exhausting the stack. */
-#define OURO_REPR_MAX_DEPTH 1000
+ * directly or not) prints as open "..." close; the guard and its depth limit are core/repr.h's. */
 OURO_INTERNAL ouro_object *_ouro_seq_repr(ouro_object *seq, const char *open, const char *close, bool one_comma,
                                           _ouro_seq_item_fn item);
 

@@ -3,6 +3,7 @@
  * (one copy of each protocol); this file adds the set's API, its eq, its repr and the set operations
  * (each reads its operands as snapshots, so no two locks are ever held at once). */
 #include "core/dictobject.h"
+#include "core/repr.h"
 
 #include "ouro/str.h"
 
@@ -199,7 +200,8 @@ int ouro_set_table_info(ouro_object *s, ouro_dict_table_t *out) {
 }
 
 static ouro_object *set_repr(ouro_object *self) {
-    int active = _ouro_repr_enter(self);
+    repr_frame frame;
+    int active = _ouro_repr_enter(&frame, self);
     if (active) return active < 0 ? NULL : ouro_str_from_cstr("{...}");
     repr_buf b = {0};
     dict_item *items;
@@ -215,6 +217,6 @@ static ouro_object *set_repr(ouro_object *self) {
         if (n) _ouro_repr_put(&b, "}", 1);
         _ouro_dict_items_free(items, n);
     }
-    _ouro_repr_leave(self);
+    _ouro_repr_leave(&frame);
     return _ouro_repr_finish(&b);
 }

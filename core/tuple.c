@@ -6,6 +6,7 @@
  * object.c frees it). Immutable once its creator has filled it, so it is read without locks or
  * atomics: whatever shares the tuple with another thread (a list's release store, a queue, a join)
  * orders the creator's stores before the other thread's loads. */
+#include "core/repr.h"
 #include "core/seq.h"
 
 #include <stdarg.h>
@@ -231,76 +232,27 @@ size_t ouro_tuple_size(ouro_object *t) {
 
 /* ---- the sequence repr (core/seq.h) ----------------------------------------------------------------------- */
 
-/* The sequences this thread is printing, innermost first (frames on the C stack). */
-typedef struct repr_frame {
-    ouro_object *seq;
-    struct repr_frame *outer;
-} repr_frame;
-static __thread repr_frame *tls_repr_top;
-static __thread unsigned tls_repr_depth;
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-} repr_buf;
-
-static bool repr_buf_add(repr_buf *b, const char *s, size_t n) {
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2) {
-                _ouro_err_set(OURO_ERR_OVERFLOW, "ouro_repr: the text is too long");
-                return false;
-            }
-            cap *= 2;
-        }
-        char *p = ouro_realloc(b->p, cap);
-        if (!p) return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return true;
-}
-
 ouro_object *_ouro_seq_repr(ouro_object *seq, const char *open, const char *close, bool one_comma,
                             _ouro_seq_item_fn item) {
-    for (repr_frame *f = tls_repr_top; f; f = f->outer)
-        if (f->seq == seq) return ouro_str_from_format("%s...%s", open, close);
-    if (tls_repr_depth >= OURO_REPR_MAX_DEPTH) {
-        _ouro_err_set(OURO_ERR_STATE, "ouro_repr: %s nested deeper than %d", seq->type->name, OURO_REPR_MAX_DEPTH);
-        return NULL;
-    }
-    repr_frame frame = {seq, tls_repr_top};
-    tls_repr_top = &frame;
-    tls_repr_depth++;
+    repr_frame frame;
+    int active = _ouro_repr_enter(&frame, seq);
+    if (active) return active < 0 ? NULL : ouro_str_from_format("%s...%s", open, close);
     repr_buf b = {0};
-    bool ok = repr_buf_add(&b, open, strlen(open));
+    _ouro_repr_put_cstr(&b, open);
     size_t i = 0;
-    for (; ok; i++) {
+    for (; !b.failed; i++) {
         bool error = false;
         ouro_object *v = item(seq, i, &error);
         if (!v) {
-            ok = !error;
+            b.failed = error;
             break;
         }
-        ouro_object *r = ouro_repr(v);
+        if (i) _ouro_repr_put(&b, ", ", 2);
+        _ouro_repr_put_obj(&b, v);
         ouro_decref(v);
-        if (!r) {
-            ok = false;
-            break;
-        }
-        size_t n;
-        const char *s = ouro_str_utf8(r, &n);
-        ok = (i == 0 || repr_buf_add(&b, ", ", 2)) && repr_buf_add(&b, s, n);
-        ouro_decref(r);
     }
-    if (ok && one_comma && i == 1) ok = repr_buf_add(&b, ",", 1);
-    if (ok) ok = repr_buf_add(&b, close, strlen(close));
-    tls_repr_depth--;
-    tls_repr_top = frame.outer;
-    ouro_object *s = ok ? ouro_str_from_utf8(b.p, b.len) : NULL;
-    ouro_free(b.p);
-    return s;
+    if (one_comma && i == 1) _ouro_repr_put(&b, ",", 1);
+    _ouro_repr_put_cstr(&b, close);
+    _ouro_repr_leave(&frame);
+    return _ouro_repr_finish(&b);
 }

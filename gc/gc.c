@@ -59,9 +59,9 @@ static young_list *young_all;                                  /* young_lock */
 static objvec orphans;  /* young_lock: the young entries of exited threads */
 static size_t orphans_compact_at = COMPACT_MIN; /* young_lock */
 static objvec gen1;     /* the collector's (gc_running) */
-static __thread young_list *tls_young;
-static __thread long tls_delta; /* GC instances this thread made minus freed, not yet in count0 */
-static __thread bool tls_in_gc; /* this thread runs a collection (its finalizers and callbacks too) */
+static __thread young_list *tls_young OURO_TLS_FAST;
+static __thread long tls_delta OURO_TLS_FAST; /* GC instances this thread made minus freed, not yet in count0 */
+static __thread bool tls_in_gc OURO_TLS_FAST; /* this thread runs a collection (its finalizers and callbacks too) */
 
 _Atomic bool _ouro_gc_due;
 static _Atomic bool gc_running;

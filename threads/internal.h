@@ -50,10 +50,10 @@ struct ouro_thread_s {
     ouro_thread_t *next, *prev; /* the registry (registry_lock) */
 };
 
-OURO_INTERNAL extern __thread ouro_thread_t *_ouro_tls_thread;
+OURO_INTERNAL extern __thread ouro_thread_t *_ouro_tls_thread OURO_TLS_FAST;
 /* Set by ouro's own threads (the reclaimer) before they attach: their record is published as internal
  * (ouro_fini does not count it), never seen half made. */
-OURO_INTERNAL extern __thread bool _ouro_tls_attach_internal;
+OURO_INTERNAL extern __thread bool _ouro_tls_attach_internal OURO_TLS_FAST;
 OURO_INTERNAL extern pthread_mutex_t _ouro_registry_lock;
 OURO_INTERNAL extern ouro_thread_t *_ouro_registry;
 OURO_INTERNAL extern _Atomic unsigned _ouro_stop_warn_ms;
@@ -106,7 +106,7 @@ OURO_INTERNAL void _ouro_threads_after_fork_child(size_t attached);
 /* stw.c */
 OURO_INTERNAL extern _Atomic int _ouro_stop_requested;
 /* The calling thread holds the stop of the world (attached or not). */
-OURO_INTERNAL extern __thread bool _ouro_tls_holds_stop;
+OURO_INTERNAL extern __thread bool _ouro_tls_holds_stop OURO_TLS_FAST;
 /* Initialises the stop protocol's condition variables (once; before any thread can park). */
 OURO_INTERNAL void _ouro_stw_init(void);
 /* Sets state ONLINE and comes online in liburcu; parks first while a stop is pending. */

@@ -239,7 +239,7 @@ static bool stw_all_stopped(void) {
     return true;
 }
 
-__thread bool _ouro_tls_holds_stop;
+__thread bool _ouro_tls_holds_stop OURO_TLS_FAST;
 
 /* No starvation (finding F1 of the stop model, docs/threads.md "Model checking"; CPython's gh-151518).
  * A thread released from a park comes online by taking park_lock to leave its wait, storing ONLINE,

@@ -12,8 +12,8 @@
 #define _LGPL_SOURCE
 #include <urcu-qsbr.h>
 
-__thread ouro_thread_t *_ouro_tls_thread;
-__thread bool _ouro_tls_attach_internal;
+__thread ouro_thread_t *_ouro_tls_thread OURO_TLS_FAST;
+__thread bool _ouro_tls_attach_internal OURO_TLS_FAST;
 pthread_mutex_t _ouro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 ouro_thread_t *_ouro_registry;
 _Atomic unsigned _ouro_stop_warn_ms = 1000; /* read by the watchdog thread */
