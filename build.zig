@@ -37,6 +37,24 @@ const lib_sources = [_][]const u8{
     "threads/fork.c",
 };
 
+/// The drop-in malloc (libouro-malloc): the allocator layer with the files it needs, and the shim. Nothing
+/// of threads/, gc/ or the objects (docs/alloc.md, "Drop-in malloc").
+const malloc_sources = [_][]const u8{
+    "core/error.c",
+    "core/mem.c",
+    "alloc/os.c",
+    "alloc/arena.c",
+    "alloc/heap.c",
+    "alloc/alloc.c",
+    "alloc/stats.c",
+    "malloc/shim.c",
+    "malloc/cxx.c",
+};
+
+/// The shim's flags: every symbol hidden but its SHIM_API ones, initial-exec TLS (it is preloaded or
+/// linked, never dlopen'd), unwind tables (std::bad_alloc is thrown through operator new, malloc/cxx.c).
+const malloc_flags = [_][]const u8{ "-DOURO_BUILD_CORE", "-DOURO_MALLOC_SHIM", "-fvisibility=hidden", "-ftls-model=initial-exec", "-funwind-tables" };
+
 /// cmocka unit tests: one executable each.
 const test_sources = [_][]const u8{
     "tests/test_alloc.c",
@@ -200,6 +218,20 @@ fn addLibFor(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: s
     return lib;
 }
 
+/// libouro-malloc: the shared library to preload (exports listed in malloc/exports.map) or the archive of
+/// objects that the install step turns into libouro-malloc.a.
+fn addMallocLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode) *std.Build.Step.Compile {
+    const m = cModule(ctx, cfg, ch, &malloc_sources, &malloc_flags);
+    m.pic = true;
+    const lib = ctx.b.addLibrary(.{
+        .name = if (linkage == .dynamic) "ouro-malloc" else "ouro-malloc-objs",
+        .linkage = linkage,
+        .root_module = m,
+    });
+    if (linkage == .dynamic) lib.setVersionScript(ctx.b.path("malloc/exports.map"));
+    return lib;
+}
+
 fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Build.Step.Compile, name: []const u8, files: []const []const u8) *std.Build.Step.Compile {
     const m = cModule(ctx, cfg, ch, files, &.{});
     m.linkLibrary(lib);
@@ -302,6 +334,25 @@ pub fn build(b: *std.Build) void {
         \\
     , .{ b.install_prefix, version.major, version.minor, version.patch }));
     b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
+
+    // ---- the drop-in malloc: libouro-malloc.so (LD_PRELOAD) and libouro-malloc.a ----------------------
+    // Always optimised without checks (it serves every allocation of a process), whatever -Doptimize;
+    // -Dhardened and -Dtorture carry over. The archive holds one object in which every symbol but the
+    // exported ones is local (ld -r, objcopy --localize-hidden), so it links beside libouro.a.
+    const malloc_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = hardened, .torture = torture, .sanitize = .none };
+    const malloc_ch = configHeader(ctx, malloc_cfg);
+    const malloc_so = addMallocLib(ctx, malloc_cfg, malloc_ch, .dynamic);
+    b.installArtifact(malloc_so);
+    const malloc_objs = addMallocLib(ctx, malloc_cfg, malloc_ch, .static);
+    const malloc_ar = b.addSystemCommand(&.{ "sh", "-c",
+        \\set -e; in=$1 out=$2; o=${out%.a}.o
+        \\ld -r --whole-archive "$in" -o "$o"
+        \\objcopy --localize-hidden "$o"
+        \\rm -f "$out"; ar rcs "$out" "$o"
+    , "malloc-ar" });
+    malloc_ar.addArtifactArg(malloc_objs);
+    const malloc_a = malloc_ar.addOutputFileArg("libouro-malloc.a");
+    b.getInstallStep().dependOn(&b.addInstallFile(malloc_a, "lib/libouro-malloc.a").step);
 
     // ---- install-tsan: the TSan flavour for embedders, built by Debian's clang ----------------------
     // For gcc and clang -fsanitize=thread programs (docs/embedding.md, "Hunting races in your server with
