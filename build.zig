@@ -451,6 +451,46 @@ pub fn build(b: *std.Build) void {
     leak_soak.addCheck(.{ .expect_stderr_match = "FAIL soak: live objects kept growing after warm-up" });
     leak_soak.step.dependOn(&short_stress.step); // not beside it: both at once would share 2 cores
     test_step.dependOn(&leak_soak.step);
+    // The drop-in malloc (tests/malloc/): a cmocka test under LD_PRELOAD, the same linked with
+    // libouro-malloc.a beside libouro.a, C++'s operators (the system's g++ and libstdc++), real programs
+    // and OURO_STATS. Not under TSan, whose runtime is the process's malloc.
+    const malloc_test = b.step("test-malloc", "Run the drop-in malloc's tests (tests/malloc/; part of test)");
+    test_step.dependOn(malloc_test);
+    if (cfg.sanitize != .thread) {
+        const dso = b.addLibrary(.{ .name = "ouro-malloc-testdso", .linkage = .dynamic, .root_module = cModule(ctx, cfg, ch, &.{"tests/malloc/dso.c"}, &.{}) });
+        const mt_mod = cModule(ctx, cfg, ch, &.{"tests/malloc/test_malloc.c"}, &.{});
+        mt_mod.linkSystemLibrary("cmocka", .{});
+        const mt_exe = b.addExecutable(.{ .name = "test_malloc", .root_module = mt_mod });
+        const mt_run = b.addSystemCommand(&.{"env"});
+        mt_run.addPrefixedArtifactArg("LD_PRELOAD=", malloc_so);
+        mt_run.addArtifactArg(mt_exe);
+        mt_run.addArtifactArg(dso);
+        mt_run.setName("run test_malloc (LD_PRELOAD=libouro-malloc.so)");
+        malloc_test.dependOn(&mt_run.step);
+        const ms_mod = cModule(ctx, cfg, ch, &.{ "tests/malloc/test_malloc.c", "threads/tsan_defaults.c" }, &.{"-DOURO_TEST_STATIC"});
+        ms_mod.addObjectFile(malloc_a); // before the C library, which Zig links last
+        ms_mod.linkLibrary(static_lib);
+        for ([_][]const u8{ "cmocka", "pthread", "liburcu-qsbr", "liburcu-cds" }) |l| ms_mod.linkSystemLibrary(l, .{});
+        const ms_run = b.addRunArtifact(b.addExecutable(.{ .name = "test_malloc_static", .root_module = ms_mod }));
+        ms_run.addArtifactArg(dso);
+        malloc_test.dependOn(&ms_run.step);
+        const cxx = b.addSystemCommand(&.{ "g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-o" });
+        const cxx_exe = cxx.addOutputFileArg("test_cxx");
+        cxx.addFileArg(b.path("tests/malloc/test_cxx.cpp"));
+        cxx.addArg("-ldl");
+        const cxx_run = b.addSystemCommand(&.{"env"});
+        cxx_run.addPrefixedArtifactArg("LD_PRELOAD=", malloc_so);
+        cxx_run.addFileArg(cxx_exe);
+        cxx_run.setName("run test_cxx (LD_PRELOAD=libouro-malloc.so)");
+        cxx_run.expectStdOutEqual("ok\n");
+        malloc_test.dependOn(&cxx_run.step);
+        const progs = b.addSystemCommand(&.{"sh"});
+        progs.addFileArg(b.path("tests/malloc/programs.sh"));
+        progs.addArtifactArg(malloc_so);
+        progs.has_side_effects = true;
+        progs.setName("run tests/malloc/programs.sh (ls, sh, python3 under LD_PRELOAD)");
+        malloc_test.dependOn(&progs.step);
+    }
     // The fuzz target over its corpus, without libFuzzer (so under TSan too): tests/fuzz/.
     const replay_exe = addExe(ctx, cfg, ch, static_lib, "ouro-fuzz-replay", &fuzz_replay_sources);
     const replay_run = b.addRunArtifact(replay_exe);
