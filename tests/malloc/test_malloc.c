@@ -123,9 +123,12 @@ static void test_usable_size_agrees(void **state) {
         memset(p, 0xab, u); /* all of it may be written */
         free(p);
     }
+    /* runs of pools (up to an arena less its header pool), then dedicated mappings (whole pages); the
+     * geometry from the stats, so that a torture build (8 KiB pools, 128 KiB arenas) checks the same */
+    size_t pool = st.pool_size, run_max = (st.arena_size / pool - 1) * pool, pg = 4096;
     struct { size_t n, usable; } large[] = {
-        {4097, 16384}, {16384, 16384}, {16385, 32768}, {63 * 16384, 63 * 16384}, /* runs of 16 KiB pools */
-        {63 * 16384 + 1, 63 * 16384 + 4096}, {(size_t)5 << 20, (size_t)5 << 20}, /* dedicated mappings */
+        {4097, pool}, {pool, pool}, {pool + 1, 2 * pool}, {run_max, run_max},
+        {run_max + 1, run_max + pg}, {(size_t)5 << 20, (size_t)5 << 20},
     };
     for (size_t i = 0; i < sizeof large / sizeof large[0]; i++) {
         void *p = malloc(large[i].n);
