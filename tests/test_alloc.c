@@ -157,6 +157,70 @@ static void test_bad_pointers(void **state) {
     ouro_err_clear();
 }
 
+/* ouro_alloc_aligned at every alignment from 1 to 4 MiB: the address, the usable size, the whole block
+ * writable, realloc and free of exactly that pointer; small alignments from size classes (no large
+ * block), large ones from runs and dedicated mappings that all go back; bad alignments refused. */
+static void test_alloc_aligned(void **state) {
+    ouro_alloc_stats_t st;
+    assert_int_equal(ouro_alloc_stats(&st), 0);
+    size_t large_before = st.large_blocks;
+    size_t sizes[] = {0, 1, 24, 100, 3000, 4096, 20000, 300000, (size_t)3 << 20};
+    for (size_t align = 1; align <= ((size_t)4 << 20); align *= 2)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            char *p = ouro_alloc_aligned(align, n);
+            assert_non_null(p);
+            assert_int_equal((uintptr_t)p % (align > 16 ? align : 16), 0);
+            size_t u = ouro_usable_size(p);
+            assert_true(u >= n);
+            if (align <= 4096 && n + OURO_PAD <= 4096) assert_true(u <= 4096); /* a size class */
+            memset(p, 0x6b, u);
+            if (i % 2) { /* realloc keeps the contents; the first bytes at least */
+                char *q = ouro_realloc(p, u + 100);
+                assert_non_null(q);
+                for (size_t k = 0; k < u; k += 61) assert_int_equal(q[k], 0x6b);
+                p = q;
+            } else if (align > 16 && u >= 64) { /* interior pointers are not blocks */
+                ouro_err_clear();
+                assert_int_equal(ouro_usable_size(p + 16), 0);
+                assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+            }
+            ouro_free(p);
+        }
+    assert_int_equal(ouro_alloc_stats(&st), 0);
+    assert_int_equal(st.large_blocks, large_before);
+    /* a class whose size is a multiple of the alignment: 64 for 40 bytes at 64, 512 for 300 at 256 (in
+     * sanitized builds the usable size is the size asked for: alloc/sanitize.h) */
+    char *a = ouro_alloc_aligned(64, 40 - OURO_PAD);
+    assert_int_equal(ouro_usable_size(a), OURO_SAN ? 40 - OURO_PAD : 64 - OURO_PAD);
+    char *b = ouro_alloc_aligned(256, 300);
+    assert_int_equal(ouro_usable_size(b), OURO_SAN ? 300 : 512 - OURO_PAD);
+    assert_int_equal((uintptr_t)a % 64, 0);
+    assert_int_equal((uintptr_t)b % 256, 0);
+    ouro_free(a);
+    ouro_free(b);
+    /* above 1 MiB the block starts one chunk above its mapping's header */
+    char *h = ouro_alloc_aligned((size_t)2 << 20, 10);
+    assert_int_equal((uintptr_t)h % ((size_t)2 << 20), 0);
+    assert_true(ouro_usable_size(h) >= 10);
+    ouro_err_clear();
+    ouro_free(h + 4096); /* inside it: refused */
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    ouro_free(h);
+    size_t bad[] = {0, 3, 24, 100, SIZE_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ouro_err_clear();
+        assert_null(ouro_alloc_aligned(bad[i], 10));
+        assert_int_equal(ouro_err_occurred(), OURO_ERR_INVALID);
+    }
+    ouro_err_clear();
+    assert_null(ouro_alloc_aligned((size_t)1 << 40, (size_t)1 << 47));
+    assert_int_equal(ouro_err_occurred(), OURO_ERR_NOMEM);
+    assert_int_equal(ouro_alloc_stats(&st), 0);
+    assert_int_equal(st.large_blocks, large_before);
+    ouro_err_clear();
+}
+
 /* Stats count exactly what the program holds, per class, and return to baseline. */
 static void test_stats_exact(void **state) {
     enum { N = 3000 };
@@ -484,6 +548,7 @@ int main(void) {
         cmocka_unit_test(test_realloc_sizes),
         cmocka_unit_test(test_calloc_zero),
         cmocka_unit_test(test_bad_pointers),
+        cmocka_unit_test(test_alloc_aligned),
         cmocka_unit_test(test_stats_exact),
         cmocka_unit_test(test_memory_returned),
         cmocka_unit_test(test_fault_injection),
