@@ -121,6 +121,8 @@ void __asan_on_error(void) {
 
 /* Returns the header of the region p belongs to when p is a block ouro handed out (as far as can be
  * told without the owner's lists), else NULL with OURO_ERR_INVALID set and a warning printed. */
+static const char free_fn[] = "ouro_free";
+
 static OURO_NOINLINE ouro_pool_t *alloc_validate(const void *p, const char *fn) {
     const char *why = NULL;
     ouro_pool_t *pool = NULL;
@@ -136,17 +138,23 @@ static OURO_NOINLINE ouro_pool_t *alloc_validate(const void *p, const char *fn) 
                ouro_arena_of((const char *)p - 1)->huge_offset == OURO_ARENA_SIZE) {
         pool = &ouro_arena_of((const char *)p - 1)->pools[1]; /* an aligned block one chunk above its header */
     } else if (chunk != OURO_CHUNK_ARENA) {
-        why = chunk == OURO_CHUNK_HUGE_BODY ? "points inside a large block" : "was not allocated by ouro";
+        why = chunk == OURO_CHUNK_HUGE_BODY ? "points inside a large block"
+                                            : "was not allocated by ouro (or is a large block freed already)";
     } else {
         pool = ouro_pool_of(p);
         unsigned state = ouro_load_relaxed(&ouro_arena_of(p)->pool_state[ouro_pool_index(pool)]);
         size_t off = (size_t)((const char *)p - ouro_pool_data(pool));
         if (state == OURO_PT_BLOCKS) {
             if (off % pool->block_size != 0 || off / pool->block_size >= pool->capacity) why = "points inside a block";
+            /* ouro_free finds a freed block itself (its double-free check names it) */
+            else if (OURO_DEBUG_LEVEL >= 1 && fn != free_fn && _ouro_block_freed(p)) why = "was freed already";
         } else if (state == OURO_PT_RUN) {
             if (off != 0) why = "points inside a large block";
+        } else if (state == OURO_PT_RUN_BODY) {
+            why = "points inside a large block";
         } else {
-            why = state == OURO_PT_RUN_BODY ? "points inside a large block" : "is not a live block (freed twice?)";
+            why = "is not a live block (a large block freed already?)";
+            if (OURO_DEBUG_LEVEL >= 1 && fn == free_fn) _ouro_fatal("ouro_free: double free of large block %p (its pools are free)", p);
         }
     }
     if (!why) return pool;
@@ -235,32 +243,39 @@ static OURO_NOINLINE void free_local_suspect(ouro_heap_t *h, ouro_pool_t *pool, 
 
 /* A block whose pool this thread does not own: remote, abandoned, or large. */
 static OURO_NOINLINE void free_generic(ouro_pool_t *pool, void *p) {
-    if (OURO_DEBUG_LEVEL == 0 && !(pool = alloc_validate(p, "ouro_free"))) return;
+    if (OURO_DEBUG_LEVEL == 0 && !(pool = alloc_validate(p, free_fn))) return;
     if (pool->type == OURO_PT_BLOCKS) _ouro_pool_free_remote(pool, p);
     else _ouro_large_free(pool);
 }
 
 /* Misuse (debug level >= 1): ouro_free of an object's block. */
-static OURO_COLD _Noreturn void free_of_object(const void *p) {
+static OURO_COLD _Noreturn void free_of_object(const char *fn, const void *p) {
     const char *type = _ouro_object_type_name_at(p);
-    _ouro_fatal("ouro_free: %p is %s%s object, not a block of ouro_alloc: drop it with ouro_decref", p,
+    _ouro_fatal("%s: %p is %s%s object, not a block of ouro_alloc: drop it with ouro_decref", fn, p,
                 type ? "a " : "an", type ? type : "");
+}
+
+/* Debug builds: whether a validated block p is an object's (in an object or GC pool). */
+static inline bool block_is_object(const ouro_pool_t *pool) {
+    /* kind describes block pools only: a large block's run keeps the kind of the pool's last use */
+    return OURO_UNLIKELY(pool->kind != OURO_KIND_PLAIN) && pool->type == OURO_PT_BLOCKS;
 }
 
 static inline void free_block(void *p, bool object) {
     if (OURO_UNLIKELY(p == NULL)) return;
-    ouro_pool_t *pool = ouro_pool_of(p);
+    ouro_pool_t *pool; /* found only once p is known to be in ouro's memory (an arena's base may be NULL) */
     if (OURO_DEBUG_LEVEL >= 1) {
-        if (!(pool = alloc_validate(p, "ouro_free"))) return;
-        /* kind describes block pools only: a large block's run keeps the kind of the pool's last use */
-        if (!object && OURO_UNLIKELY(pool->kind != OURO_KIND_PLAIN) && pool->type == OURO_PT_BLOCKS) free_of_object(p);
+        if (!(pool = alloc_validate(p, free_fn))) return;
+        if (!object && block_is_object(pool)) free_of_object(free_fn, p);
     } else if (OURO_UNLIKELY(_ouro_addrmap_get(p) - 1u > OURO_CHUNK_HUGE_HEAD - 1u)) {
         /* Neither in an arena nor in a dedicated mapping's first chunk: not ouro's (malloc's block, the
          * stack, static data: the pool header below it may not be mapped), reported, then ignored; or
          * an aligned block one chunk above its mapping's header (alloc_validate finds it). Two loads of
          * the address map. */
-        if ((pool = alloc_validate(p, "ouro_free"))) _ouro_large_free(pool);
+        if ((pool = alloc_validate(p, free_fn))) _ouro_large_free(pool);
         return;
+    } else {
+        pool = ouro_pool_of(p);
     }
     ouro_heap_t *h = _ouro_tls_heap;
     if (OURO_LIKELY(ouro_load_relaxed(&pool->heap) == h)) {
@@ -287,6 +302,7 @@ void *ouro_realloc(void *p, size_t size) {
     if (p == NULL) return ouro_alloc(size);
     ouro_pool_t *pool = alloc_validate(p, "ouro_realloc");
     if (!pool) return NULL;
+    if (OURO_DEBUG_LEVEL >= 1 && block_is_object(pool)) free_of_object("ouro_realloc", p);
     size_t usable = alloc_usable(pool, p);
     if (size <= usable && size >= usable / 2) { /* fits, and not mostly wasted */
         if (OURO_SAN && size != usable) { /* the addressable part follows the new size */

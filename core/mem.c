@@ -39,7 +39,9 @@ int ouro_debug_fail(ouro_fault what, unsigned long nth) {
 }
 
 unsigned long ouro_debug_fault_pending(ouro_fault what) {
-    return (unsigned)what < OURO_FAULT_KINDS ? atomic_load(&_ouro_fault_countdown[what]) : 0;
+    if ((unsigned)what < OURO_FAULT_KINDS) return atomic_load(&_ouro_fault_countdown[what]);
+    _ouro_err_set(OURO_ERR_INVALID, "ouro_debug_fault_pending: no fault kind %d", (int)what);
+    return 0;
 }
 
 void ouro_debug_fail_malloc(unsigned long nth) { atomic_store(&malloc_countdown, nth); }

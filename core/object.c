@@ -113,6 +113,10 @@ static void dealloc_drain(void) {
 }
 
 void ouro_dealloc(ouro_object *o) {
+    if (OURO_DEBUG_LEVEL >= 1) { /* a free races with other threads' collections while we are offline */
+        ouro_thread_t *t = _ouro_tls_thread;
+        if (t && t->offline_depth > 0) _ouro_object_offline_misuse("ouro_decref (of the last reference)", o);
+    }
     object_dying(o);
     if (tls_dealloc_depth >= DEALLOC_DEPTH) {
         dealloc_later(o);
@@ -207,6 +211,12 @@ static OURO_COLD _Noreturn void object_freed_decref(ouro_object *o) {
 /* Debug builds (level >= 1): a decref's slow path checks that o is not a freed block (its canary). */
 static inline void object_check_not_freed(ouro_object *o) {
     if (OURO_DEBUG_LEVEL >= 1 && OURO_UNLIKELY(_ouro_block_freed(o))) object_freed_decref(o);
+}
+
+void _ouro_arg_check_live(const ouro_object *o, const char *fn) {
+    if (OURO_UNLIKELY(_ouro_block_freed(o)))
+        _ouro_fatal("%s: %p is a freed object (%s): used after its last reference was dropped", fn, (const void *)o,
+                    object_type_name(o));
 }
 
 void ouro_refcount_underflow(ouro_object *o) {
@@ -659,6 +669,7 @@ static void brc_atfork_child(void) {
 static bool object_check_type(const ouro_type *type, const char *fn, bool var) {
     const char *why = NULL;
     if (!type) why = "type is NULL";
+    else if (type->head.type == &_ouro_type_freed) why = "the type was freed (ouro_type_free)";
     else if (type->head.type != &ouro_type_type) why = "not a type (its header does not say type; use OURO_TYPE_HEAD)";
     else if (type->basic_size < (type->item_size ? sizeof(ouro_varobject) : sizeof(ouro_object)) ||
              type->basic_size > OURO_OBJECT_MAX_SIZE)

@@ -117,6 +117,9 @@ OURO_INTERNAL void _ouro_dealloc_list(ouro_object *list);
 
 /* A heap type is being freed: ouro_type_stats_all no longer lists it. */
 OURO_INTERNAL void _ouro_type_forget(const ouro_type *t);
+/* Debug builds: a heap type freed by ouro_type_free keeps its memory, its header's type set to this
+ * marker, so a later use is reported (core/type.c). */
+OURO_INTERNAL extern ouro_type _ouro_type_freed;
 
 /* Runs the type's teardown and frees o without the dealloc depth guard (ouro_dealloc's worker). */
 OURO_INTERNAL void _ouro_object_free(ouro_object *o);
@@ -124,7 +127,10 @@ OURO_INTERNAL void _ouro_object_free(ouro_object *o);
 /* o when it is an instance of exactly t; else NULL with OURO_ERR_INVALID ("fn: <t> is NULL") or
  * OURO_ERR_TYPE ("fn: expected a <t>, got <type>"). The argument check of every built-in type. */
 OURO_INTERNAL void *_ouro_arg_error(const ouro_object *o, const ouro_type *t, const char *fn);
+/* Debug builds (level >= 1): fatal, naming fn, when o is a freed object (its block's canary is gone). */
+OURO_INTERNAL void _ouro_arg_check_live(const ouro_object *o, const char *fn);
 static inline void *_ouro_arg(ouro_object *o, const ouro_type *t, const char *fn) {
+    if (OURO_DEBUG_LEVEL >= 1 && o) _ouro_arg_check_live(o, fn);
     if (OURO_LIKELY(o && o->type == t)) return o;
     return _ouro_arg_error(o, t, fn);
 }

@@ -107,12 +107,20 @@ int _ouro_type_traverse_slots(ouro_object *self, ouro_visitproc visit, void *arg
 }
 
 /* The spec's callbacks, kept after the type for the generated traverse and clear. */
-typedef struct {
+typedef struct heap_type {
     ouro_type type;
     int (*traverse)(ouro_object *self, ouro_visitproc visit, void *arg);
     void (*clear)(ouro_object *self);
+    struct heap_type *freed_next; /* debug builds: on the quarantine of freed types */
     char names[]; /* the name, then the slot names, NUL-separated */
 } heap_type;
+
+/* Debug builds (level >= 1): freed heap types are kept, marked, so that a second ouro_type_free or an
+ * ouro_new of a freed type is an error naming it rather than a use of freed memory. A few hundred
+ * bytes per freed type; the list keeps them reachable for leak checkers. */
+ouro_type _ouro_type_freed = {.name = "(freed type)"};
+static pthread_mutex_t freed_lock = PTHREAD_MUTEX_INITIALIZER; /* leaf */
+static heap_type *freed_types;                                 /* freed_lock */
 
 static int heap_type_traverse(ouro_object *self, ouro_visitproc visit, void *arg) {
     const heap_type *h = (const heap_type *)self->type;
@@ -145,6 +153,9 @@ ouro_type *ouro_type_new(const ouro_type_spec *spec) {
             names_len += strlen(*s) + 1;
         }
     }
+    if (!why && (spec->basic_size > OURO_OBJECT_MAX_SIZE ||
+                 nslots > OURO_OBJECT_MAX_SIZE / sizeof(ouro_object *)))
+        why = "the instances would be larger than OURO_OBJECT_MAX_SIZE";
     size_t base = spec && spec->basic_size ? spec->basic_size : (spec && spec->item_size ? sizeof(ouro_varobject) : sizeof(ouro_object));
     size_t slot_offset = (base + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
     if (!why && (slot_offset + nslots * sizeof(ouro_object *) > OURO_OBJECT_MAX_SIZE))
@@ -192,6 +203,10 @@ ouro_type *ouro_type_new(const ouro_type_spec *spec) {
 }
 
 int ouro_type_free(ouro_type *type) {
+    if (type && type->head.type == &_ouro_type_freed) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_type_free: type %p ('%s') was freed already", (void *)type, type->name);
+        return -1;
+    }
     if (!type || type->head.type != &ouro_type_type || !(type->flags & OURO_TYPE_HEAP)) {
         _ouro_err_set(OURO_ERR_INVALID, "ouro_type_free: %s", !type ? "type is NULL" : "not a type made by ouro_type_new");
         return -1;
@@ -203,6 +218,15 @@ int ouro_type_free(ouro_type *type) {
         return -1;
     }
     _ouro_type_forget(type);
+    if (OURO_DEBUG_LEVEL >= 1) {
+        heap_type *h = (heap_type *)type;
+        pthread_mutex_lock(&freed_lock);
+        type->head.type = &_ouro_type_freed;
+        h->freed_next = freed_types;
+        freed_types = h;
+        pthread_mutex_unlock(&freed_lock);
+        return 0;
+    }
     free(type); /* the heap_type starts with it */
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "alloc/internal.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #define _LGPL_SOURCE
 #include <urcu-qsbr.h>
@@ -49,6 +50,7 @@ static void fork_parent(void) {
  * released), the modules' child hooks run, and last the reclaimer may start. */
 static void fork_child(void) {
     ouro_thread_t *me = _ouro_tls_thread;
+    if (me) me->os_tid = getpid(); /* the child's one thread (its tid is its pid): diagnostics name it */
     _ouro_defer_child_reset();
     /* registry_lock is held by the stop (ours or the caller's): the registry is ours to edit. */
     for (ouro_thread_t *t = _ouro_registry; t; t = t->next)

@@ -152,5 +152,8 @@ OURO_INTERNAL bool _ouro_defer_child_queued(const ouro_defer_node *node);
 
 /* lock.c: fork() child: resets the parking lot (its waiters are gone). */
 OURO_INTERNAL void _ouro_lock_after_fork_child(void);
+/* Debug builds: fatal, naming `what` ("thread 12 detaches") and a lock, when the calling thread still
+ * holds an object lock (threads/lock.c). */
+OURO_INTERNAL void _ouro_lock_debug_check_released(const char *what);
 
 #endif /* OURO_THREADS_INTERNAL_H */

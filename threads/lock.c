@@ -53,7 +53,22 @@ void ouro_lock_debug_held_(const ouro_lock_t *l, int now_held) {
             held[i] = held[--nheld];
             return;
         }
-    if (held_untracked) held_untracked--;
+    if (held_untracked) {
+        held_untracked--; /* maybe one of the untracked: a miss, not a report */
+        return;
+    }
+    if (!(__atomic_load_n(&l->bits, __ATOMIC_RELAXED) & OURO_LOCK_LOCKED)) return; /* not locked: an error return */
+    char d[160];
+    _ouro_fatal("ouro_unlock: the calling thread does not hold %s: another thread does (a lock is released by its holder)",
+                lock_describe(l, d, sizeof d));
+}
+
+void _ouro_lock_debug_check_released(const char *what) {
+    if (OURO_DEBUG_LEVEL < 1 || nheld + held_untracked == 0) return;
+    char d[160];
+    if (nheld) lock_describe(held[0], d, sizeof d);
+    else snprintf(d, sizeof d, "%u object locks", held_untracked);
+    _ouro_fatal("%s while holding %s: a thread that takes it next waits forever (unlock it first)", what, d);
 }
 
 enum { LOT_BUCKETS = 256, LOT_SPINS = 64 };

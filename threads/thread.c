@@ -200,6 +200,11 @@ int ouro_thread_attach(void) {
 
 /* Leaves: exit hooks online, then offline out of the registry and liburcu. */
 static void thread_leave(ouro_thread_t *me) {
+    if (OURO_DEBUG_LEVEL >= 1) {
+        char what[64];
+        snprintf(what, sizeof what, "thread %d detaches (or exits)", (int)me->os_tid);
+        _ouro_lock_debug_check_released(what);
+    }
     if (me->offline_depth > 0) {
         me->offline_depth = 0;
         _ouro_thread_come_online(me);

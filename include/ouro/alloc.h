@@ -158,7 +158,8 @@ typedef enum ouro_fault {
 int ouro_debug_fail(ouro_fault what, unsigned long nth);
 
 /* How many calls of kind what are left before the armed fault (0: it fired, or none is armed): a sweep
- * that arms the nth call knows it has walked past the last one when a run leaves this non-zero. */
+ * that arms the nth call knows it has walked past the last one when a run leaves this non-zero. 0 with
+ * OURO_ERR_INVALID for an unknown kind. */
 unsigned long ouro_debug_fault_pending(ouro_fault what);
 
 #ifdef __cplusplus

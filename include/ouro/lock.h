@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 /* Zero-initialised means unlocked (OURO_LOCK_INIT). */
-typedef struct ouro_lock {
+typedef struct ouro_lock_s {
     uint8_t bits; /* OURO_LOCK_LOCKED | OURO_LOCK_PARKED: accessed only with atomic builtins */
 } ouro_lock_t;
 
@@ -50,7 +50,7 @@ void ouro_lock_debug_held_(const ouro_lock_t *l, int held);
 static inline int ouro_lock(ouro_lock_t *l) {
     uint8_t expected = 0;
     if (l) OURO_LOCK_DEBUG_TAKING_(l);
-    if (__builtin_expect(l != NULL, 1) &&
+    if (__builtin_expect(!!l, 1) &&
         __atomic_compare_exchange_n(&l->bits, &expected, OURO_LOCK_LOCKED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         OURO_LOCK_DEBUG_HELD_(l, 1);
         return 0;
@@ -69,11 +69,12 @@ static inline bool ouro_lock_try(ouro_lock_t *l) {
 }
 
 /* Releases l, waking a parked waiter. Returns 0, or -1 / OURO_ERR_STATE when l is not locked
- * (OURO_ERR_INVALID when NULL). */
+ * (OURO_ERR_INVALID when NULL). Only its holder may release it: debug builds stop a thread that
+ * releases a lock another thread holds, and one that detaches or exits holding a lock. */
 static inline int ouro_unlock(ouro_lock_t *l) {
     uint8_t expected = OURO_LOCK_LOCKED;
     if (l) OURO_LOCK_DEBUG_HELD_(l, 0);
-    if (__builtin_expect(l != NULL, 1) &&
+    if (__builtin_expect(!!l, 1) &&
         __atomic_compare_exchange_n(&l->bits, &expected, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
         return 0;
     return ouro_unlock_slow(l);

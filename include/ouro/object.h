@@ -129,7 +129,9 @@ typedef struct ouro_type_spec {
 ouro_type *ouro_type_new(const ouro_type_spec *spec);
 
 /* Frees a type made by ouro_type_new. -1 with OURO_ERR_STATE while instances of it are alive, or
- * OURO_ERR_INVALID for NULL or a static type. */
+ * OURO_ERR_INVALID for NULL or a static type. Debug builds (-Ddebug-level >= 1) keep a freed type's
+ * memory, marked: freeing it again, or ouro_new on it, is then OURO_ERR_INVALID naming it, not a use
+ * of freed memory. */
 int ouro_type_free(ouro_type *type);
 
 /* The slot index of name in type (-1 with OURO_ERR_INVALID when it has none of that name). */

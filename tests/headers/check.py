@@ -3,7 +3,8 @@
 
     check.py INCLUDE_DIR
 
-1. Compiles tests/headers/use.c as C11 and use.cpp as C++17 with -Wall -Wextra -pedantic -Werror, with
+1. Compiles tests/headers/use.c as C11 and use.cpp as C++17 with -Wall -Wextra -pedantic -Wshadow -Werror
+   (C++: also -Wzero-as-null-pointer-constant), with
    every C and C++ compiler found (zig cc / zig c++ from $ZIG, cc, gcc, g++, clang, clang++), and
    nothing on the include path but INCLUDE_DIR: the headers need no other package's headers.
 2. Lists every name that including <ouro.h> gives a translation unit beyond what the C library's
@@ -48,11 +49,12 @@ def compile_checks(inc):
         src = os.path.join(HERE, "use.c" if lang == "c" else "use.cpp")
         std = "-std=c11" if lang == "c" else "-std=c++17"
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = argv + [std, "-Wall", "-Wextra", "-pedantic", "-Werror",
+            extra = ["-Wzero-as-null-pointer-constant"] if lang != "c" else []
+            cmd = argv + [std, "-Wall", "-Wextra", "-pedantic", "-Wshadow", "-Werror"] + extra + [
                           "-I", inc, "-c", src, "-o", os.path.join(tmp, "use.o")]
             r = subprocess.run(cmd, capture_output=True, text=True)
         ok = r.returncode == 0
-        print(f"headers: {name:8} {std:10} -Wall -Wextra -pedantic -Werror: {'ok' if ok else 'FAILED'}")
+        print(f"headers: {name:8} {std:10} -Wall -Wextra -pedantic -Wshadow -Werror{' -Wzero-as-null-pointer-constant' if extra else ''}: {'ok' if ok else 'FAILED'}")
         if not ok:
             failures += 1
             print(r.stdout + r.stderr)
