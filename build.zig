@@ -83,6 +83,7 @@ const bench_sources = [_][]const u8{
     "bench/stw_suite.c",
     "bench/rc_suite.c",
     "bench/gc_suite.c",
+    "bench/real_suite.c",
 };
 
 const c_flags = [_][]const u8{
@@ -430,11 +431,21 @@ pub fn build(b: *std.Build) void {
     const hard_exe = addExe(ctx, hard_cfg, hard_ch, addLib(ctx, hard_cfg, hard_ch, .static), "ouro-bench-hardened", &bench_sources);
     hard_exe.root_module.linkSystemLibrary("dl", .{});
     b.installArtifact(hard_exe);
+    // The `real` suite's workloads, found by the driver at bin/../share/ouro-bench/real.
+    b.installDirectory(.{ .source_dir = b.path("bench/real"), .install_dir = .prefix, .install_subdir = "share/ouro-bench/real" });
     const bench_run = b.addRunArtifact(bench_exe);
     bench_run.addArgs(&.{ "--json", b.getInstallPath(.prefix, "bench/results.json") });
     if (b.args) |args| bench_run.addArgs(args);
     bench_run.step.dependOn(b.getInstallStep());
-    b.step("bench", "Run the side-by-side benchmarks (writes zig-out/bench/results.json)").dependOn(&bench_run.step);
+    bench_run.has_side_effects = true;
+    // The `real` suite's ratios as a PNG next to results.json (Debian's python3 and matplotlib); nothing
+    // when the run had no `real` records.
+    const chart_run = b.addSystemCommand(&.{"/usr/bin/python3"});
+    chart_run.addFileArg(b.path("bench/real_chart.py"));
+    chart_run.addArgs(&.{ b.getInstallPath(.prefix, "bench/results.json"), b.getInstallPath(.prefix, "bench/real.png") });
+    chart_run.step.dependOn(&bench_run.step);
+    chart_run.has_side_effects = true;
+    b.step("bench", "Run the side-by-side benchmarks (writes zig-out/bench/results.json, and real.png for the real suite)").dependOn(&chart_run.step);
 
     // ---- asan: the same sources through Debian's clang with ASan + UBSan --------------------------
     const asan_step = b.step("asan", "Build the tests with Debian's clang -fsanitize=address,undefined and run them");
