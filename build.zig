@@ -1,8 +1,8 @@
 //! ouro's build. Zig is pinned in build.zig.zon and installed by ./zigw; see docs/building.md.
 //!
-//! Steps: install (default), install-tsan, test, stress, soak, bench, asan, fuzz, fuzz-cov. The C source
-//! lists below are the only ones: the install-tsan, asan, fuzz and fuzz-cov steps hand the same lists to
-//! Debian's clang.
+//! Steps: install (default), install-tsan, test, stress, soak, bench, real-tests, asan, fuzz, fuzz-cov. The
+//! C source lists below are the only ones: the install-tsan, asan, fuzz and fuzz-cov steps hand the same
+//! lists to Debian's clang.
 const std = @import("std");
 
 const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
@@ -446,6 +446,28 @@ pub fn build(b: *std.Build) void {
     chart_run.step.dependOn(&bench_run.step);
     chart_run.has_side_effects = true;
     b.step("bench", "Run the side-by-side benchmarks (writes zig-out/bench/results.json, and real.png for the real suite)").dependOn(&chart_run.step);
+
+    // ---- real-tests: real programs pass on ouro's malloc (tests/real/, docs/bench.md) --------------
+    // CPython's own regression tests without and with lib/libouro-malloc.so preloaded (the same results
+    // or the step fails), then redis-server on it under redis-benchmark's default run. The library is
+    // the one this build installs: `-Dhardened=true` tests the hardened one. `-Dreal-short=true`: a
+    // few modules and fewer requests (CI); test names after `--` replace CPython's list.
+    const real_short = b.option(bool, "real-short", "real-tests: a few CPython test modules, 2 000 redis requests per test (CI)") orelse false;
+    const malloc_so = b.getInstallPath(.lib, "libouro-malloc.so");
+    const cpython_run = b.addSystemCommand(&.{"/usr/bin/python3"});
+    cpython_run.addFileArg(b.path("tests/real/cpython_tests.py"));
+    cpython_run.addArg(malloc_so);
+    if (real_short) cpython_run.addArg("--short");
+    if (b.args) |args| cpython_run.addArgs(args);
+    cpython_run.step.dependOn(b.getInstallStep());
+    cpython_run.has_side_effects = true;
+    const redis_run = b.addSystemCommand(&.{"bash"});
+    redis_run.addFileArg(b.path("tests/real/redis_check.sh"));
+    redis_run.addArg(malloc_so);
+    if (real_short) redis_run.addArg("--short");
+    redis_run.step.dependOn(&cpython_run.step); // one after the other: 2 cores
+    redis_run.has_side_effects = true;
+    b.step("real-tests", "CPython's regression tests and redis-benchmark's default run with lib/libouro-malloc.so preloaded").dependOn(&redis_run.step);
 
     // ---- asan: the same sources through Debian's clang with ASan + UBSan --------------------------
     const asan_step = b.step("asan", "Build the tests with Debian's clang -fsanitize=address,undefined and run them");
