@@ -37,6 +37,24 @@ const lib_sources = [_][]const u8{
     "threads/fork.c",
 };
 
+/// The drop-in malloc (libouro-malloc): the allocator layer with the files it needs, and the shim. Nothing
+/// of threads/, gc/ or the objects (docs/alloc.md, "Drop-in malloc").
+const malloc_sources = [_][]const u8{
+    "core/error.c",
+    "core/mem.c",
+    "alloc/os.c",
+    "alloc/arena.c",
+    "alloc/heap.c",
+    "alloc/alloc.c",
+    "alloc/stats.c",
+    "malloc/shim.c",
+    "malloc/cxx.c",
+};
+
+/// The shim's flags: every symbol hidden but its SHIM_API ones, initial-exec TLS (it is preloaded or
+/// linked, never dlopen'd), unwind tables (std::bad_alloc is thrown through operator new, malloc/cxx.c).
+const malloc_flags = [_][]const u8{ "-DOURO_BUILD_CORE", "-DOURO_MALLOC_SHIM", "-fvisibility=hidden", "-ftls-model=initial-exec", "-funwind-tables" };
+
 /// cmocka unit tests: one executable each.
 const test_sources = [_][]const u8{
     "tests/test_alloc.c",
@@ -201,6 +219,20 @@ fn addLibFor(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: s
     return lib;
 }
 
+/// libouro-malloc: the shared library to preload (exports listed in malloc/exports.map) or the archive of
+/// objects that the install step turns into libouro-malloc.a.
+fn addMallocLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode) *std.Build.Step.Compile {
+    const m = cModule(ctx, cfg, ch, &malloc_sources, &malloc_flags);
+    m.pic = true;
+    const lib = ctx.b.addLibrary(.{
+        .name = if (linkage == .dynamic) "ouro-malloc" else "ouro-malloc-objs",
+        .linkage = linkage,
+        .root_module = m,
+    });
+    if (linkage == .dynamic) lib.setVersionScript(ctx.b.path("malloc/exports.map"));
+    return lib;
+}
+
 fn addExe(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, lib: *std.Build.Step.Compile, name: []const u8, files: []const []const u8) *std.Build.Step.Compile {
     const m = cModule(ctx, cfg, ch, files, &.{});
     m.linkLibrary(lib);
@@ -304,6 +336,25 @@ pub fn build(b: *std.Build) void {
     , .{ b.install_prefix, version.major, version.minor, version.patch }));
     b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
 
+    // ---- the drop-in malloc: libouro-malloc.so (LD_PRELOAD) and libouro-malloc.a ----------------------
+    // Always optimised without checks (it serves every allocation of a process), whatever -Doptimize;
+    // -Dhardened and -Dtorture carry over. The archive holds one object in which every symbol but the
+    // exported ones is local (ld -r, objcopy --localize-hidden), so it links beside libouro.a.
+    const malloc_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = hardened, .torture = torture, .sanitize = .none };
+    const malloc_ch = configHeader(ctx, malloc_cfg);
+    const malloc_so = addMallocLib(ctx, malloc_cfg, malloc_ch, .dynamic);
+    b.installArtifact(malloc_so);
+    const malloc_objs = addMallocLib(ctx, malloc_cfg, malloc_ch, .static);
+    const malloc_ar = b.addSystemCommand(&.{ "sh", "-c",
+        \\set -e; in=$1 out=$2; o=${out%.a}.o
+        \\ld -r --whole-archive "$in" -o "$o"
+        \\objcopy --localize-hidden "$o"
+        \\rm -f "$out"; ar rcs "$out" "$o"
+    , "malloc-ar" });
+    malloc_ar.addArtifactArg(malloc_objs);
+    const malloc_a = malloc_ar.addOutputFileArg("libouro-malloc.a");
+    b.getInstallStep().dependOn(&b.addInstallFile(malloc_a, "lib/libouro-malloc.a").step);
+
     // ---- install-tsan: the TSan flavour for embedders, built by Debian's clang ----------------------
     // For gcc and clang -fsanitize=thread programs (docs/embedding.md, "Hunting races in your server with
     // TSan"). The library's sources instrumented by clang (-O1 -g, the chosen debug level and options,
@@ -401,6 +452,46 @@ pub fn build(b: *std.Build) void {
     leak_soak.addCheck(.{ .expect_stderr_match = "FAIL soak: live objects kept growing after warm-up" });
     leak_soak.step.dependOn(&short_stress.step); // not beside it: both at once would share 2 cores
     test_step.dependOn(&leak_soak.step);
+    // The drop-in malloc (tests/malloc/): a cmocka test under LD_PRELOAD, the same linked with
+    // libouro-malloc.a beside libouro.a, C++'s operators (the system's g++ and libstdc++), real programs
+    // and OURO_STATS. Not under TSan, whose runtime is the process's malloc.
+    const malloc_test = b.step("test-malloc", "Run the drop-in malloc's tests (tests/malloc/; part of test)");
+    test_step.dependOn(malloc_test);
+    if (cfg.sanitize != .thread) {
+        const dso = b.addLibrary(.{ .name = "ouro-malloc-testdso", .linkage = .dynamic, .root_module = cModule(ctx, cfg, ch, &.{"tests/malloc/dso.c"}, &.{}) });
+        const mt_mod = cModule(ctx, cfg, ch, &.{"tests/malloc/test_malloc.c"}, &.{});
+        mt_mod.linkSystemLibrary("cmocka", .{});
+        const mt_exe = b.addExecutable(.{ .name = "test_malloc", .root_module = mt_mod });
+        const mt_run = b.addSystemCommand(&.{"env"});
+        mt_run.addPrefixedArtifactArg("LD_PRELOAD=", malloc_so);
+        mt_run.addArtifactArg(mt_exe);
+        mt_run.addArtifactArg(dso);
+        mt_run.setName("run test_malloc (LD_PRELOAD=libouro-malloc.so)");
+        malloc_test.dependOn(&mt_run.step);
+        const ms_mod = cModule(ctx, cfg, ch, &.{ "tests/malloc/test_malloc.c", "threads/tsan_defaults.c" }, &.{"-DOURO_TEST_STATIC"});
+        ms_mod.addObjectFile(malloc_a); // before the C library, which Zig links last
+        ms_mod.linkLibrary(static_lib);
+        for ([_][]const u8{ "cmocka", "pthread", "liburcu-qsbr", "liburcu-cds" }) |l| ms_mod.linkSystemLibrary(l, .{});
+        const ms_run = b.addRunArtifact(b.addExecutable(.{ .name = "test_malloc_static", .root_module = ms_mod }));
+        ms_run.addArtifactArg(dso);
+        malloc_test.dependOn(&ms_run.step);
+        const cxx = b.addSystemCommand(&.{ "g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-o" });
+        const cxx_exe = cxx.addOutputFileArg("test_cxx");
+        cxx.addFileArg(b.path("tests/malloc/test_cxx.cpp"));
+        cxx.addArg("-ldl");
+        const cxx_run = b.addSystemCommand(&.{"env"});
+        cxx_run.addPrefixedArtifactArg("LD_PRELOAD=", malloc_so);
+        cxx_run.addFileArg(cxx_exe);
+        cxx_run.setName("run test_cxx (LD_PRELOAD=libouro-malloc.so)");
+        cxx_run.expectStdOutEqual("ok\n");
+        malloc_test.dependOn(&cxx_run.step);
+        const progs = b.addSystemCommand(&.{"sh"});
+        progs.addFileArg(b.path("tests/malloc/programs.sh"));
+        progs.addArtifactArg(malloc_so);
+        progs.has_side_effects = true;
+        progs.setName("run tests/malloc/programs.sh (ls, sh, python3 under LD_PRELOAD)");
+        malloc_test.dependOn(&progs.step);
+    }
     // The fuzz target over its corpus, without libFuzzer (so under TSan too): tests/fuzz/.
     const replay_exe = addExe(ctx, cfg, ch, static_lib, "ouro-fuzz-replay", &fuzz_replay_sources);
     const replay_run = b.addRunArtifact(replay_exe);

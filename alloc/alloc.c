@@ -30,9 +30,18 @@ static void san_shape(void *p, size_t span, size_t size, bool object) {
     if (object) ouro_san_unpoison(p, OURO_SAN_HEADER); /* defined: readers may load it (see the header) */
 }
 
+/* The header of the region of a block p just handed out: its pool, its run's first pool, or its dedicated
+ * mapping's pools[1] (the header is p's arena, or one chunk below it for an aligned block: large_huge). */
+static ouro_pool_t *alloc_region_of(const void *p) {
+    unsigned chunk = _ouro_addrmap_get(p);
+    if (chunk == OURO_CHUNK_HUGE_HEAD) return &ouro_arena_of(p)->pools[1];
+    if (chunk == OURO_CHUNK_HUGE_BODY) return &ouro_arena_of((const char *)p - 1)->pools[1];
+    return ouro_pool_of(p);
+}
+
 void *_ouro_san_handout_slow(void *p, size_t size) {
     if (size == 0) size = 1; /* as the class chose it */
-    ouro_pool_t *hdr = ouro_pool_of(p); /* a dedicated mapping's block starts at pool 1: pools[1] */
+    ouro_pool_t *hdr = alloc_region_of(p);
     size_t span = alloc_span(hdr);
     if (hdr->type != OURO_PT_BLOCKS) ouro_san_unpoison(p, span); /* a large block's pools were poisoned free */
     ouro_san_malloclike(p, size);
@@ -62,7 +71,7 @@ static __attribute__((unused)) void san_describe(const char *addr, bool is_write
             _ouro_warn("%s at %p: inside a large block's dedicated mapping", rw, (const void *)addr);
             return;
         }
-        const char *p = ouro_pool_data(&a->pools[1]);
+        const char *p = _ouro_large_data(&a->pools[1]);
         size_t size = _ouro_san_block_size(p, a->huge_usable);
         if (addr >= p && (size_t)(addr - p) >= size)
             _ouro_warn("buffer overflow: %s at byte %zu of large block %p, which has %zu bytes", rw, (size_t)(addr - p),
@@ -120,8 +129,12 @@ static OURO_NOINLINE ouro_pool_t *alloc_validate(const void *p, const char *fn) 
         why = "is not 16-byte aligned";
     } else if (chunk == OURO_CHUNK_HUGE_HEAD) {
         ouro_arena_t *a = ouro_arena_of(p);
-        if ((char *)p != ouro_pool_data(&a->pools[1])) why = "points inside a large block";
+        if ((const char *)p != _ouro_large_data(&a->pools[1])) why = "points inside a large block";
         else pool = &a->pools[1];
+    } else if (chunk == OURO_CHUNK_HUGE_BODY && ((uintptr_t)p & (OURO_ARENA_SIZE - 1)) == 0 &&
+               _ouro_addrmap_get((const char *)p - OURO_ARENA_SIZE) == OURO_CHUNK_HUGE_HEAD &&
+               ouro_arena_of((const char *)p - 1)->huge_offset == OURO_ARENA_SIZE) {
+        pool = &ouro_arena_of((const char *)p - 1)->pools[1]; /* an aligned block one chunk above its header */
     } else if (chunk != OURO_CHUNK_ARENA) {
         why = chunk == OURO_CHUNK_HUGE_BODY ? "points inside a large block" : "was not allocated by ouro";
     } else {
@@ -189,6 +202,28 @@ void *ouro_calloc(size_t n, size_t size) {
     return p;
 }
 
+/* Blocks of class s start at pool + i * s in POOL_SIZE-aligned pools: a class whose size is a multiple
+ * of the alignment gives aligned blocks (alignments up to 4096). Larger blocks start POOL_SIZE-aligned;
+ * above that, a dedicated mapping places its block (_ouro_large_alloc_aligned). */
+void *ouro_alloc_aligned(size_t alignment, size_t size) {
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+        _ouro_err_set(OURO_ERR_INVALID, "ouro_alloc_aligned: alignment %zu is not a power of two", alignment);
+        return NULL;
+    }
+    if (alignment <= OURO_ALIGN) return ouro_alloc(size);
+    size_t req = size ? size : 1;
+    if (alignment <= OURO_MEDIUM_MAX && req <= OURO_MEDIUM_MAX - OURO_PAD) {
+        for (unsigned cls = ouro_size_class(req + OURO_PAD); cls < OURO_NCLASSES; cls++) {
+            if (_ouro_class_size[cls] & (alignment - 1)) continue;
+            ouro_heap_t *h = _ouro_tls_heap;
+            ouro_block_t *b = ouro_pool_pop(h->cur[OURO_KIND_PLAIN][cls]);
+            return ouro_san_handout(b ? b : _ouro_heap_alloc_slow(h, OURO_KIND_PLAIN, cls), size);
+        }
+    }
+    if (OURO_REDZONE && req > SIZE_MAX - OURO_REDZONE) req = SIZE_MAX - OURO_REDZONE; /* fails as too big */
+    return ouro_san_handout(_ouro_large_alloc_aligned(req + OURO_REDZONE, alignment), size);
+}
+
 /* ---- free ----------------------------------------------------------------------------------------------- */
 
 /* A local free whose link word looks like a free block's (hardened builds): confirm, then free. */
@@ -219,10 +254,12 @@ static inline void free_block(void *p, bool object) {
         if (!(pool = alloc_validate(p, "ouro_free"))) return;
         /* kind describes block pools only: a large block's run keeps the kind of the pool's last use */
         if (!object && OURO_UNLIKELY(pool->kind != OURO_KIND_PLAIN) && pool->type == OURO_PT_BLOCKS) free_of_object(p);
-    } else if (OURO_UNLIKELY(_ouro_addrmap_get(p) == OURO_CHUNK_NONE)) {
-        /* Not in an arena (malloc's block, the stack, static data): the pool header below it may not
-         * be mapped. Two loads of the address map; reported, then ignored. */
-        alloc_validate(p, "ouro_free");
+    } else if (OURO_UNLIKELY(_ouro_addrmap_get(p) - 1u > OURO_CHUNK_HUGE_HEAD - 1u)) {
+        /* Neither in an arena nor in a dedicated mapping's first chunk: not ouro's (malloc's block, the
+         * stack, static data: the pool header below it may not be mapped), reported, then ignored; or
+         * an aligned block one chunk above its mapping's header (alloc_validate finds it). Two loads of
+         * the address map. */
+        if ((pool = alloc_validate(p, "ouro_free"))) _ouro_large_free(pool);
         return;
     }
     ouro_heap_t *h = _ouro_tls_heap;

@@ -322,6 +322,8 @@ static void large_account(size_t usable, int sign) {
     }
 }
 
+static void *large_huge(size_t size, size_t align);
+
 void *_ouro_large_alloc(size_t size) {
     ouro_safepoint(); /* an allocation slow path: a safepoint (docs/threads.md) */
     if (size <= RUN_MAX_USABLE) {
@@ -342,23 +344,47 @@ void *_ouro_large_alloc(size_t size) {
         large_account(hdr->run_usable, 1);
         return ouro_pool_data(hdr);
     }
-    if (size > ((size_t)1 << 46)) {
-        _ouro_err_set(OURO_ERR_NOMEM, "out of memory: %zu bytes is more than an address space", size);
+    return large_huge(size, 0);
+}
+
+/* A dedicated mapping: the arena header at its start, the block `off` bytes after it (POOL_SIZE: pool 1,
+ * pools[1] describes it). An aligned block (align > POOL_SIZE) starts at off = align while align <
+ * ARENA_SIZE, so that it lies in the header's chunk; above that at off = ARENA_SIZE, the first byte of
+ * the second chunk, with the mapping placed so that this byte is aligned. Either way the header is at
+ * ouro_arena_of(p) or one chunk below it, which is how alloc_validate finds it. */
+static void *large_huge(size_t size, size_t align) {
+    if (size > ((size_t)1 << 46) || align > ((size_t)1 << 46)) {
+        _ouro_err_set(OURO_ERR_NOMEM, "out of memory: %zu bytes aligned to %zu is more than an address space", size, align);
         return NULL;
     }
-    size_t map = (size + OURO_POOL_SIZE + 4095) & ~(size_t)4095;
-    ouro_arena_t *a = _ouro_os_map_aligned(map, OURO_ARENA_SIZE);
+    size_t off = align <= OURO_POOL_SIZE ? OURO_POOL_SIZE : align < OURO_ARENA_SIZE ? align : OURO_ARENA_SIZE;
+    size_t map = (size + off + 4095) & ~(size_t)4095;
+    ouro_arena_t *a = align <= OURO_ARENA_SIZE ? _ouro_os_map_aligned(map, OURO_ARENA_SIZE)
+                                               : _ouro_os_map_aligned_at(map, align, OURO_ARENA_SIZE);
     if (!a) return NULL;
     arena_pool_describe(&a->pools[0], OURO_PT_ARENA);
     arena_pool_describe(&a->pools[1], OURO_PT_HUGE);
     a->magic = OURO_ARENA_MAGIC;
     a->map_size = map;
-    a->huge_usable = map - OURO_POOL_SIZE;
+    a->huge_offset = off;
+    a->huge_usable = map - off;
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_addrmap_set(a, map, OURO_CHUNK_HUGE_HEAD);
     pthread_mutex_unlock(&_ouro_arena_lock);
     large_account(a->huge_usable, 1);
-    return ouro_pool_data(&a->pools[1]);
+    return (char *)a + off;
+}
+
+void *_ouro_large_alloc_aligned(size_t size, size_t align) {
+    if (align <= OURO_POOL_SIZE) return _ouro_large_alloc(size); /* runs and mappings start POOL_SIZE-aligned */
+    ouro_safepoint();
+    return large_huge(size, align);
+}
+
+char *_ouro_large_data(ouro_pool_t *hdr) {
+    if (hdr->type == OURO_PT_RUN) return ouro_pool_data(hdr);
+    ouro_arena_t *a = ouro_arena_of(hdr);
+    return (char *)a + a->huge_offset;
 }
 
 size_t _ouro_large_usable(ouro_pool_t *hdr) {
@@ -367,12 +393,12 @@ size_t _ouro_large_usable(ouro_pool_t *hdr) {
 
 void _ouro_large_free(ouro_pool_t *hdr) {
     large_account(_ouro_large_usable(hdr), -1);
-    if (OURO_SAN) ouro_san_freelike(ouro_pool_data(hdr));
+    if (OURO_SAN) ouro_san_freelike(_ouro_large_data(hdr));
     if (hdr->type == OURO_PT_HUGE) {
         ouro_arena_t *a = ouro_arena_of(hdr);
         size_t map = a->map_size;
         if (OURO_SAN) { /* only the redzone was poisoned: clean it before the range goes back to the OS */
-            char *p = ouro_pool_data(hdr);
+            char *p = _ouro_large_data(hdr);
             size_t size = _ouro_san_block_size(p, a->huge_usable);
             ouro_san_unpoison(p + size, a->huge_usable - size);
         }

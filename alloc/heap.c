@@ -93,9 +93,22 @@ static ouro_heap_t *heap_new_locked(void) {
     return h;
 }
 
+/* Set while the calling thread runs heap_global_init from heap_attach: an allocation made inside it (the
+ * C library's, when ouro is the process's malloc: libouro-malloc) would wait for the pthread_once that
+ * it runs under; it fails instead, and the malloc shim serves it elsewhere (_ouro_heap_attaching). */
+static __thread bool heap_in_global_init __attribute__((tls_model("initial-exec")));
+
+bool _ouro_heap_attaching(void) { return heap_in_global_init; }
+
 /* Gives the calling thread a heap: a cached one of an exited thread, or a new one. */
 static ouro_heap_t *heap_attach(void) {
+    if (heap_in_global_init) {
+        _ouro_err_set(OURO_ERR_NOMEM, "allocation while the allocator initialises (re-entered)");
+        return NULL;
+    }
+    heap_in_global_init = true;
     pthread_once(&heap_once, heap_global_init);
+    heap_in_global_init = false;
     pthread_mutex_lock(&heap_lock);
     ouro_heap_t *h = NULL;
     if (heaps_cached) {
@@ -130,8 +143,10 @@ static ouro_heap_t *heap_attach(void) {
      * it is never a thread pointer (an object's owner id; see the pool visitors). */
     h->key0 = heap_splitmix(&h->rng) & ~(uintptr_t)1;
     h->key1 = heap_splitmix(&h->rng) | 1;
-    pthread_setspecific(heap_exit_key, h);
+    /* The heap is ready before pthread_setspecific, which may allocate (a key past the first 32 needs a
+     * second-level array): with ouro as the process's malloc that allocation comes from h. */
     _ouro_tls_heap = h;
+    pthread_setspecific(heap_exit_key, h);
     return h;
 }
 

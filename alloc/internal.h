@@ -179,6 +179,8 @@ struct ouro_arena_s {
     ouro_arena_t *all_next, *all_prev; /* every mapped arena */
     size_t map_size;                /* bytes mapped (HUGE: the whole mapping) */
     size_t huge_usable;             /* HUGE: usable bytes */
+    size_t huge_offset;             /* HUGE: where the block starts, from the header (POOL_SIZE; an aligned
+                                     * block: its alignment, at most ARENA_SIZE: see _ouro_large_alloc_aligned) */
     bool on_kept;                   /* on the kept-empty list */
     _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
     ouro_pool_t pools[OURO_POOLS_PER_ARENA] __attribute__((aligned(64))); /* [0]: the header itself */
@@ -251,6 +253,9 @@ static inline unsigned ouro_size_class(size_t req) {
 /* ---- os.c ----------------------------------------------------------------------------------------- */
 /* Maps size bytes aligned to align (a power of two >= page size); NULL on failure (error set). */
 OURO_INTERNAL void *_ouro_os_map_aligned(size_t size, size_t align);
+/* Maps size bytes at p such that p + at is a multiple of align (a power of two >= page size; at a
+ * multiple of the page size); NULL on failure (error set). */
+OURO_INTERNAL void *_ouro_os_map_aligned_at(size_t size, size_t align, size_t at);
 OURO_INTERNAL void _ouro_os_unmap(void *p, size_t size);
 /* Returns the pages to the OS; the range stays mapped and reads back as zeros. */
 OURO_INTERNAL void _ouro_os_purge(void *p, size_t size);
@@ -294,6 +299,12 @@ OURO_INTERNAL void _ouro_arena_release_pool(ouro_pool_t *pool);
 OURO_INTERNAL void _ouro_arena_release_pool_locked(ouro_pool_t *pool);
 /* A large block of size usable bytes (a pool run or a dedicated mapping); NULL with error set. */
 OURO_INTERNAL void *_ouro_large_alloc(size_t size);
+/* A large block of size usable bytes whose address is a multiple of align (a power of two): a pool run
+ * or a dedicated mapping up to POOL_SIZE, above it a dedicated mapping whose block starts align bytes
+ * (at most ARENA_SIZE) after its header; NULL with error set. */
+OURO_INTERNAL void *_ouro_large_alloc_aligned(size_t size, size_t align);
+/* The first byte of the large block that hdr (a RUN's first pool, or a HUGE mapping's pools[1]) describes. */
+OURO_INTERNAL char *_ouro_large_data(ouro_pool_t *hdr);
 OURO_INTERNAL void _ouro_large_free(ouro_pool_t *hdr);
 OURO_INTERNAL size_t _ouro_large_usable(ouro_pool_t *hdr);
 /* Abandoned pools, by (kind, cls): push one, adopt one with free blocks for heap h. */
@@ -328,6 +339,9 @@ OURO_INTERNAL void _ouro_alloc_global_init(void);
 /* ---- thread exit (heap.c) ------------------------------------------------------------------------- */
 /* Abandons the calling thread's heap now (the threads module's last exit hook); idempotent. */
 OURO_INTERNAL void _ouro_alloc_thread_exit(void);
+/* true while the calling thread initialises the allocator (its first heap_attach runs the once-only
+ * set-up): an allocation it makes meanwhile fails, and the malloc shim serves it from the C library. */
+OURO_INTERNAL bool _ouro_heap_attaching(void);
 /* The calling thread's heap, made now if it has none (attach); NULL with an error when out of memory. */
 OURO_INTERNAL ouro_heap_t *_ouro_alloc_thread_heap(void);
 /* fork() child: abandons the heap of a thread that did not survive the fork (it was stopped at a

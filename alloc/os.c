@@ -21,13 +21,20 @@ static void os_account_mapped(size_t size) {
     ouro_fetch_add_relaxed(&_ouro_counters.os_map_calls, 1);
 }
 
-void *_ouro_os_map_aligned(size_t size, size_t align) {
+void *_ouro_os_map_aligned(size_t size, size_t align) { return _ouro_os_map_aligned_at(size, align, 0); }
+
+void *_ouro_os_map_aligned_at(size_t size, size_t align, size_t at) {
     if (_ouro_fault_due(&fail_countdown)) {
         ouro_fetch_add_relaxed(&_ouro_counters.os_map_failures, 1);
         _ouro_err_set(OURO_ERR_NOMEM, "out of memory: mapping %zu bytes failed (injected)", size);
         return NULL;
     }
-    /* Over-map by align, then trim both ends to the aligned range. */
+    /* Over-map by align, then trim both ends to the range whose byte `at` is aligned. */
+    if (size > SIZE_MAX - align) {
+        ouro_fetch_add_relaxed(&_ouro_counters.os_map_failures, 1);
+        _ouro_err_set(OURO_ERR_NOMEM, "out of memory: mapping %zu bytes aligned to %zu", size, align);
+        return NULL;
+    }
     size_t span = size + align;
     char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED) {
@@ -36,7 +43,7 @@ void *_ouro_os_map_aligned(size_t size, size_t align) {
         _ouro_err_set(OURO_ERR_NOMEM, "out of memory: mapping %zu bytes failed (errno %d)", size, e);
         return NULL;
     }
-    char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+    char *p = (char *)((((uintptr_t)raw + at + align - 1) & ~(uintptr_t)(align - 1)) - at);
     if (p > raw) munmap(raw, (size_t)(p - raw));
     char *end = p + size, *raw_end = raw + span;
     if (raw_end > end) munmap(end, (size_t)(raw_end - end));

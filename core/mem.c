@@ -44,11 +44,27 @@ unsigned long ouro_debug_fault_pending(ouro_fault what) {
 
 void ouro_debug_fail_malloc(unsigned long nth) { atomic_store(&malloc_countdown, nth); }
 
-void *_ouro_sys_malloc(size_t n) { return _ouro_fault_due(&malloc_countdown) ? NULL : malloc(n); }
+/* In the malloc shim (libouro-malloc, malloc/shim.c) malloc is ouro's: bookkeeping goes to the C library's
+ * own allocator, so that it never re-enters ouro's allocator while one of its locks is held. (The shim
+ * links only the allocator layer, which makes no bookkeeping allocation; this keeps it so.) */
+#ifdef OURO_MALLOC_SHIM
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t n);
+#define sys_malloc __libc_malloc
+#define sys_calloc __libc_calloc
+#define sys_realloc __libc_realloc
+#else
+#define sys_malloc malloc
+#define sys_calloc calloc
+#define sys_realloc realloc
+#endif
 
-void *_ouro_sys_calloc(size_t n, size_t size) { return _ouro_fault_due(&malloc_countdown) ? NULL : calloc(n, size); }
+void *_ouro_sys_malloc(size_t n) { return _ouro_fault_due(&malloc_countdown) ? NULL : sys_malloc(n); }
 
-void *_ouro_sys_realloc(void *p, size_t n) { return _ouro_fault_due(&malloc_countdown) ? NULL : realloc(p, n); }
+void *_ouro_sys_calloc(size_t n, size_t size) { return _ouro_fault_due(&malloc_countdown) ? NULL : sys_calloc(n, size); }
+
+void *_ouro_sys_realloc(void *p, size_t n) { return _ouro_fault_due(&malloc_countdown) ? NULL : sys_realloc(p, n); }
 
 void ouro_debug_fail_thread_create(unsigned long nth) { atomic_store(&thread_countdown, nth); }
 

@@ -25,6 +25,17 @@ void *ouro_alloc(size_t size);
  * OURO_ERR_NOMEM when the OS refuses memory. */
 void *ouro_calloc(size_t n, size_t size);
 
+/* Allocates size bytes (uninitialised) at an address that is a multiple of alignment, a power of two
+ * (any: 1 .. 2^46); freed with ouro_free, sized by ouro_usable_size, resized by ouro_realloc (which
+ * keeps only the 16-byte alignment when it moves the block). NULL with OURO_ERR_INVALID when alignment
+ * is not a power of two, with OURO_ERR_NOMEM when the OS refuses memory. Cost by alignment: up to 16
+ * the same as ouro_alloc; up to 4096 a block of the smallest size class that is a multiple of the
+ * alignment (at most 2x the size asked for, no extra work); up to 16 KiB (the pool size) a large block
+ * (a run of pools, from 16 KiB); above that a dedicated mapping, one mmap and munmap per block, its
+ * block placed `alignment` bytes (at most 1 MiB) after a 16 KiB header, so the untouched gap costs
+ * address space, not memory. docs/alloc.md, "Aligned allocation". */
+void *ouro_alloc_aligned(size_t alignment, size_t size);
+
 /* Resizes the block at p to size bytes, keeping the first min(old, new) bytes; may move it.
  * ouro_realloc(NULL, n) is ouro_alloc(n). ouro_realloc(p, 0) returns a unique minimal block (p is
  * freed or kept), never NULL on success. On failure returns NULL and p is untouched and still valid;
