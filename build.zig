@@ -544,17 +544,17 @@ pub fn build(b: *std.Build) void {
     // the one this build installs: `-Dhardened=true` tests the hardened one. `-Dreal-short=true`: a
     // few modules and fewer requests (CI); test names after `--` replace CPython's list.
     const real_short = b.option(bool, "real-short", "real-tests: a few CPython test modules, 2 000 redis requests per test (CI)") orelse false;
-    const malloc_so = b.getInstallPath(.lib, "libouro-malloc.so");
+    const malloc_so_path = b.getInstallPath(.lib, "libouro-malloc.so");
     const cpython_run = b.addSystemCommand(&.{"/usr/bin/python3"});
     cpython_run.addFileArg(b.path("tests/real/cpython_tests.py"));
-    cpython_run.addArg(malloc_so);
+    cpython_run.addArg(malloc_so_path);
     if (real_short) cpython_run.addArg("--short");
     if (b.args) |args| cpython_run.addArgs(args);
-    cpython_run.step.dependOn(b.getInstallStep());
+    cpython_run.step.dependOn(&b.addInstallArtifact(malloc_so, .{}).step);
     cpython_run.has_side_effects = true;
     const redis_run = b.addSystemCommand(&.{"bash"});
     redis_run.addFileArg(b.path("tests/real/redis_check.sh"));
-    redis_run.addArg(malloc_so);
+    redis_run.addArg(malloc_so_path);
     if (real_short) redis_run.addArg("--short");
     redis_run.step.dependOn(&cpython_run.step); // one after the other: 2 cores
     redis_run.has_side_effects = true;
