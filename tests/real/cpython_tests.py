@@ -14,7 +14,8 @@ A module whose results differ is run once more both ways before it counts as dif
 threads and timing can be flaky under load; a real difference repeats). A module of which no test
 case ran either way fails too: nothing was compared.
 
---short runs a few quick modules (CI); the default list is issue 16's; TEST... replaces it.
+--short runs a few quick modules (CI); the default list is issue 16's (test_capi replaced: see TESTS);
+TEST... replaces it.
 Debian's /usr/bin/python3 on purpose: python3 in PATH may be another build (pyenv's) without the
 test package.
 """
@@ -35,7 +36,7 @@ TESTS = [
     "test_queue", "test_tracemalloc", "test_mmap", "test_sys", "test_unicode", "test_bytes",
     "test_array", "test_collections", "test_call", "test_buffer", "test_finalization",
 ]
-SHORT = ["test_gc", "test_dict", "test_list", "test_set", "test_weakref", "test_thread", "test_tracemalloc"]
+SHORT = ["test_gc", "test_dict", "test_list", "test_set", "test_weakref", "test_thread", "test_tracemalloc", "test_call"]
 TIMEOUT_S = 900  # one module, one way
 
 
