@@ -1,8 +1,8 @@
 //! ouro's build. Zig is pinned in build.zig.zon and installed by ./zigw; see docs/building.md.
 //!
-//! Steps: install (default), install-tsan, test, stress, soak, bench, asan, fuzz, fuzz-cov. The C source
-//! lists below are the only ones: the install-tsan, asan, fuzz and fuzz-cov steps hand the same lists to
-//! Debian's clang.
+//! Steps: install (default), install-tsan, test, stress, soak, bench, real-tests, asan, fuzz, fuzz-cov. The
+//! C source lists below are the only ones: the install-tsan, asan, fuzz and fuzz-cov steps hand the same
+//! lists to Debian's clang.
 const std = @import("std");
 
 const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
@@ -102,6 +102,7 @@ const bench_sources = [_][]const u8{
     "bench/stw_suite.c",
     "bench/rc_suite.c",
     "bench/gc_suite.c",
+    "bench/real_suite.c",
 };
 
 const c_flags = [_][]const u8{
@@ -539,11 +540,43 @@ pub fn build(b: *std.Build) void {
     const hard_exe = addExe(ctx, hard_cfg, hard_ch, addLib(ctx, hard_cfg, hard_ch, .static), "ouro-bench-hardened", &bench_sources);
     hard_exe.root_module.linkSystemLibrary("dl", .{});
     b.installArtifact(hard_exe);
+    // The `real` suite's workloads, found by the driver at bin/../share/ouro-bench/real.
+    b.installDirectory(.{ .source_dir = b.path("bench/real"), .install_dir = .prefix, .install_subdir = "share/ouro-bench/real" });
     const bench_run = b.addRunArtifact(bench_exe);
     bench_run.addArgs(&.{ "--json", b.getInstallPath(.prefix, "bench/results.json") });
     if (b.args) |args| bench_run.addArgs(args);
     bench_run.step.dependOn(b.getInstallStep());
-    b.step("bench", "Run the side-by-side benchmarks (writes zig-out/bench/results.json)").dependOn(&bench_run.step);
+    bench_run.has_side_effects = true;
+    // The `real` suite's ratios as a PNG next to results.json (Debian's python3 and matplotlib); nothing
+    // when the run had no `real` records.
+    const chart_run = b.addSystemCommand(&.{"/usr/bin/python3"});
+    chart_run.addFileArg(b.path("bench/real_chart.py"));
+    chart_run.addArgs(&.{ b.getInstallPath(.prefix, "bench/results.json"), b.getInstallPath(.prefix, "bench/real.png") });
+    chart_run.step.dependOn(&bench_run.step);
+    chart_run.has_side_effects = true;
+    b.step("bench", "Run the side-by-side benchmarks (writes zig-out/bench/results.json, and real.png for the real suite)").dependOn(&chart_run.step);
+
+    // ---- real-tests: real programs pass on ouro's malloc (tests/real/, docs/bench.md) --------------
+    // CPython's own regression tests without and with lib/libouro-malloc.so preloaded (the same results
+    // or the step fails), then redis-server on it under redis-benchmark's default run. The library is
+    // the one this build installs: `-Dhardened=true` tests the hardened one. `-Dreal-short=true`: a
+    // few modules and fewer requests (CI); test names after `--` replace CPython's list.
+    const real_short = b.option(bool, "real-short", "real-tests: a few CPython test modules, 2 000 redis requests per test (CI)") orelse false;
+    const malloc_so_path = b.getInstallPath(.lib, "libouro-malloc.so");
+    const cpython_run = b.addSystemCommand(&.{"/usr/bin/python3"});
+    cpython_run.addFileArg(b.path("tests/real/cpython_tests.py"));
+    cpython_run.addArg(malloc_so_path);
+    if (real_short) cpython_run.addArg("--short");
+    if (b.args) |args| cpython_run.addArgs(args);
+    cpython_run.step.dependOn(&b.addInstallArtifact(malloc_so, .{}).step);
+    cpython_run.has_side_effects = true;
+    const redis_run = b.addSystemCommand(&.{"bash"});
+    redis_run.addFileArg(b.path("tests/real/redis_check.sh"));
+    redis_run.addArg(malloc_so_path);
+    if (real_short) redis_run.addArg("--short");
+    redis_run.step.dependOn(&cpython_run.step); // one after the other: 2 cores
+    redis_run.has_side_effects = true;
+    b.step("real-tests", "CPython's regression tests and redis-benchmark's default run with lib/libouro-malloc.so preloaded").dependOn(&redis_run.step);
 
     // ---- asan: the same sources through Debian's clang with ASan + UBSan --------------------------
     const asan_step = b.step("asan", "Build the tests with Debian's clang -fsanitize=address,undefined and run them");

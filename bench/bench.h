@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 /* Every suite, in the order they run: X(name) stands for the object bench_suite_<name>. */
-#define BENCH_SUITES(X) X(alloc) X(stw) X(rc) X(gc)
+#define BENCH_SUITES(X) X(alloc) X(stw) X(rc) X(gc) X(real)
 
 enum {
     BENCH_MAX_SUBJECTS = 8, /* subjects of one suite, ouro included */
@@ -42,8 +42,10 @@ enum {
 typedef struct bench_subject {
     const char *name;    /* in the table and the JSON: "ouro", "glibc", "mimalloc", ... */
     const char *preload; /* library file put in the child's LD_PRELOAD (looked up in the multiarch
-                            library folders); NULL: nothing preloaded */
-    const char *probe;   /* a symbol only that library defines: the child refuses to run without it */
+                            library folders; a name with a '/' is relative to the driver's folder:
+                            "../lib/libouro-malloc.so"); NULL: nothing preloaded */
+    const char *probe;   /* a symbol only that library defines: the child refuses to run without it
+                            (NULL: malloc's origin is checked alone) */
     const char *package; /* the Debian package that provides the library, named when it is missing */
     const char *exe;     /* a sibling executable (same directory) that runs this subject's children
                             instead of this one: ouro built with other options; NULL: this one */

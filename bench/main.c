@@ -222,10 +222,11 @@ static void child_check_malloc(const bench_subject *s)
     Dl_info info;
     const char *from = m && dladdr(m, &info) && info.dli_fname ? info.dli_fname : "(unknown)";
     if (s->preload) {
-        if (!dlsym(RTLD_DEFAULT, s->probe))
+        const char *base = strrchr(s->preload, '/') ? strrchr(s->preload, '/') + 1 : s->preload;
+        if (s->probe && !dlsym(RTLD_DEFAULT, s->probe))
             bench_fail("LD_PRELOAD did not take effect: no symbol %s (LD_PRELOAD=%s)", s->probe,
                        getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
-        if (!strstr(from, s->preload)) bench_fail("malloc comes from %s, not from %s", from, s->preload);
+        if (!strstr(from, base)) bench_fail("malloc comes from %s, not from %s", from, base);
     } else if (!strstr(from, "libc.so")) {
         bench_fail("malloc comes from %s, not from glibc (a stray LD_PRELOAD?)", from);
     }
@@ -311,16 +312,23 @@ static void subject_resolve(const bench_subject *s, subject_slot *slot)
     slot->preload[0] = '\0';
     slot->available = 1;
     snprintf(slot->exe, sizeof slot->exe, "/proc/self/exe");
+    char self[PATH_MAX]; /* the driver's folder */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = '\0';
     if (s->exe) {
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        self[n > 0 ? n : 0] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) *slash = '\0';
         snprintf(slot->exe, sizeof slot->exe, "%s/%s", self, s->exe);
         slot->available = access(slot->exe, X_OK) == 0;
     }
     if (!s->preload) return;
+    if (strchr(s->preload, '/')) { /* relative to the driver's folder */
+        snprintf(slot->preload, sizeof slot->preload, "%s/%s", self, s->preload);
+        if (access(slot->preload, R_OK) == 0) return;
+        slot->preload[0] = '\0';
+        slot->available = 0;
+        return;
+    }
     for (size_t i = 0; i < COUNT_OF(lib_dirs); i++) {
         snprintf(slot->preload, sizeof slot->preload, "%s/%s", lib_dirs[i], s->preload);
         if (access(slot->preload, R_OK) == 0) return;
@@ -546,8 +554,8 @@ static void table_header(const bench_suite *s, const subject_slot *slots, int re
            reps, quick ? " (--quick)" : "");
     for (size_t i = 0; i < s->nsubjects; i++)
         if (!slots[i].available)
-            printf("   skipped: %s (%s not found; Debian package %s)\n", slots[i].subject->name,
-                   slots[i].subject->preload, slots[i].subject->package);
+            printf("   skipped: %s (%s not found; %s%s)\n", slots[i].subject->name, slots[i].subject->preload,
+                   slots[i].subject->ouro ? "" : "Debian package ", slots[i].subject->package);
     printf("\n%-*s %-*s", CASE_W, "case", METRIC_W, "metric");
     for (size_t i = 0; i < s->nsubjects; i++) printf(" %*s", VALUE_W, slots[i].subject->name);
     printf("   %-*s best peer\n", (int)(RATIO_W * (s->nsubjects - 1)), "ouro/peer");
@@ -903,8 +911,9 @@ int main(int argc, char **argv)
         table_header(s, slots, o.reps, o.quick);
         for (size_t i = 0; i < s->nsubjects; i++)
             if (!slots[i].available)
-                collect_problem(&col, NULL, "skipped: %s/%s: %s not found (Debian package %s)", s->name,
-                                s->subjects[i].name, s->subjects[i].preload, s->subjects[i].package);
+                collect_problem(&col, NULL, "skipped: %s/%s: %s not found (%s%s)", s->name, s->subjects[i].name,
+                                s->subjects[i].preload, s->subjects[i].ouro ? "" : "Debian package ",
+                                s->subjects[i].package);
         for (size_t i = 0; i < s->ncases; i++)
             if (name_selected(o.cases, o.ncases, s->cases[i].name))
                 case_run(s, &s->cases[i], slots, o.reps, o.quick, &col);
