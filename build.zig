@@ -199,6 +199,11 @@ fn addLib(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.
 /// handlers from Zig's own runtime, which such a link lacks; the installed libraries trap instead (the
 /// same checks, SIGILL at the fault, no runtime).
 fn addLibFor(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode, installed: bool) *std.Build.Step.Compile {
+    return addLibNamed(ctx, cfg, ch, linkage, installed, "ouro");
+}
+
+/// addLibFor with another library name: libNAME.a / libNAME.so (the bench's shared library).
+fn addLibNamed(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: std.builtin.LinkMode, installed: bool, name: []const u8) *std.Build.Step.Compile {
     const m = cModule(ctx, cfg, ch, &lib_sources, &.{"-DOURO_BUILD_CORE"});
     if (installed and cfg.optimize == .Debug) m.sanitize_c = .trap;
     // A static archive records no dependencies (ouro.pc's Libs.private names them: `pkg-config --static`);
@@ -211,7 +216,7 @@ fn addLibFor(ctx: Ctx, cfg: Config, ch: *std.Build.Step.ConfigHeader, linkage: s
     }
     if (linkage == .dynamic) m.pic = true;
     const lib = ctx.b.addLibrary(.{
-        .name = "ouro",
+        .name = name,
         .linkage = linkage,
         .root_module = m,
         .version = if (linkage == .dynamic) version else null,
@@ -540,6 +545,14 @@ pub fn build(b: *std.Build) void {
     const hard_exe = addExe(ctx, hard_cfg, hard_ch, addLib(ctx, hard_cfg, hard_ch, .static), "ouro-bench-hardened", &bench_sources);
     hard_exe.root_module.linkSystemLibrary("dl", .{});
     b.installArtifact(hard_exe);
+    // The subject `ouro-so`: the driver linked with the same library built shared (libouro-bench.so,
+    // found at bin/../lib), as a server links libouro.so.
+    const bench_so = addLibNamed(ctx, bench_cfg, bench_ch, .dynamic, false, "ouro-bench");
+    b.installArtifact(bench_so);
+    const so_exe = addExe(ctx, bench_cfg, bench_ch, bench_so, "ouro-bench-so", &bench_sources);
+    so_exe.root_module.linkSystemLibrary("dl", .{});
+    so_exe.root_module.addRPathSpecial("$ORIGIN/../lib");
+    b.installArtifact(so_exe);
     // The `real` suite's workloads, found by the driver at bin/../share/ouro-bench/real.
     b.installDirectory(.{ .source_dir = b.path("bench/real"), .install_dir = .prefix, .install_subdir = "share/ouro-bench/real" });
     const bench_run = b.addRunArtifact(bench_exe);

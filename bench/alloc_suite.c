@@ -486,6 +486,7 @@ static void case_drain_rss(const bench_run *r)
 
 static const bench_subject alloc_subjects[] = {
     BENCH_SUBJECT_OURO, BENCH_SUBJECT_OURO_HARDENED, BENCH_PEER_GLIBC, BENCH_PEER_MIMALLOC, BENCH_PEER_JEMALLOC, BENCH_PEER_TCMALLOC,
+    BENCH_SUBJECT_OURO_SO("pair-32 pair-mixed"),
 };
 
 /* A sized case: it reports ns_per_op, and the driver sizes it from 100000 ops up. */

@@ -51,17 +51,22 @@ typedef struct bench_subject {
                             instead of this one: ouro built with other options; NULL: this one */
     int ouro;            /* nonzero: ouro, a variant of it or an in-process reference (the child calls
                             ouro's API or none); never a peer, never the "best peer" */
+    const char *only;    /* the cases it runs for, separated by spaces; NULL: every case */
 } bench_subject;
 
 /* The subjects every allocator-facing suite can list (initialisers for a bench_subject array). */
-#define BENCH_SUBJECT_OURO { "ouro", NULL, NULL, NULL, NULL, 1 }
+#define BENCH_SUBJECT_OURO { "ouro", NULL, NULL, NULL, NULL, 1, NULL }
 /* The same library built with -Dhardened=true (encoded free lists, double-free detection): its ratio
  * to `ouro` is hardening's measured cost. Not a peer: never the "best peer". */
-#define BENCH_SUBJECT_OURO_HARDENED { "ouro-hardened", NULL, NULL, NULL, "ouro-bench-hardened", 1 }
-#define BENCH_PEER_GLIBC { "glibc", NULL, NULL, NULL, NULL, 0 }
-#define BENCH_PEER_MIMALLOC { "mimalloc", "libmimalloc.so.2", "mi_version", "libmimalloc2.0", NULL, 0 }
-#define BENCH_PEER_JEMALLOC { "jemalloc", "libjemalloc.so.2", "mallctl", "libjemalloc2", NULL, 0 }
-#define BENCH_PEER_TCMALLOC { "tcmalloc", "libtcmalloc_minimal.so.4", "tc_malloc", "libtcmalloc-minimal4", NULL, 0 }
+#define BENCH_SUBJECT_OURO_HARDENED { "ouro-hardened", NULL, NULL, NULL, "ouro-bench-hardened", 1, NULL }
+/* ouro through the shared library (the bench's cases linked against libouro-bench.so: calls through
+ * the PLT, thread-locals through the GOT) for the cases named: its ratio to `ouro` is the cost of
+ * linking libouro.so rather than libouro.a. */
+#define BENCH_SUBJECT_OURO_SO(cases) { "ouro-so", NULL, NULL, NULL, "ouro-bench-so", 1, cases }
+#define BENCH_PEER_GLIBC { "glibc", NULL, NULL, NULL, NULL, 0, NULL }
+#define BENCH_PEER_MIMALLOC { "mimalloc", "libmimalloc.so.2", "mi_version", "libmimalloc2.0", NULL, 0, NULL }
+#define BENCH_PEER_JEMALLOC { "jemalloc", "libjemalloc.so.2", "mallctl", "libjemalloc2", NULL, 0, NULL }
+#define BENCH_PEER_TCMALLOC { "tcmalloc", "libtcmalloc_minimal.so.4", "tc_malloc", "libtcmalloc-minimal4", NULL, 0, NULL }
 
 typedef struct bench_suite bench_suite;
 typedef struct bench_case bench_case;

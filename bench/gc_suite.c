@@ -44,13 +44,14 @@
 extern char **environ;
 
 /* The subjects, in the order of gc_subjects[]. */
-enum { GC_OURO, GC_CPYTHON, GC_BDWGC, GC_BDWGC_2, GC_NSUBJECTS };
+enum { GC_OURO, GC_CPYTHON, GC_BDWGC, GC_BDWGC_2, GC_OURO_SO, GC_NSUBJECTS };
 
 static const bench_subject gc_subjects[] = {
     [GC_OURO] = BENCH_SUBJECT_OURO,
-    [GC_CPYTHON] = { "cpython", NULL, NULL, "python3", NULL, 0 },
-    [GC_BDWGC] = { "bdwgc", NULL, NULL, "libgc1", NULL, 0 },
-    [GC_BDWGC_2] = { "bdwgc-2", NULL, NULL, "libgc1", NULL, 0 },
+    [GC_CPYTHON] = { "cpython", NULL, NULL, "python3", NULL, 0, NULL },
+    [GC_BDWGC] = { "bdwgc", NULL, NULL, "libgc1", NULL, 0, NULL },
+    [GC_BDWGC_2] = { "bdwgc-2", NULL, NULL, "libgc1", NULL, 0, NULL },
+    [GC_OURO_SO] = BENCH_SUBJECT_OURO_SO("young-pause-100k"),
 };
 
 #define GC_BIT(i) BENCH_SUBJECT_BIT(i)
@@ -673,7 +674,7 @@ static const bench_case gc_cases[] = {
       .about = GC_YOUNG_ABOUT "100k",
       .metrics = { "us_p50", "us_p99" },
       .run = case_young_pause_100k,
-      .subjects = GC_BIT(GC_OURO) },
+      .subjects = GC_BIT(GC_OURO) | GC_BIT(GC_OURO_SO) },
     { .name = "young-pause-1M",
       .about = GC_YOUNG_ABOUT "1M",
       .metrics = { "us_p50", "us_p99" },

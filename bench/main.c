@@ -206,10 +206,16 @@ static size_t case_nmetrics(const bench_case *c)
     return n;
 }
 
-/* 1 when case c runs for its suite's subjects[i] (bench_case.subjects). */
-static int case_runs_subject(const bench_case *c, size_t i)
+/* 1 when case c of suite s runs for s->subjects[i] (bench_case.subjects, bench_subject.only). */
+static int case_runs_subject(const bench_suite *s, const bench_case *c, size_t i)
 {
-    return c->subjects == 0 || (c->subjects & BENCH_SUBJECT_BIT(i)) != 0;
+    if (c->subjects != 0 && (c->subjects & BENCH_SUBJECT_BIT(i)) == 0) return 0;
+    const char *only = s->subjects[i].only;
+    if (!only) return 1;
+    size_t n = strlen(c->name);
+    for (const char *w = strstr(only, c->name); w; w = strstr(w + 1, c->name))
+        if ((w == only || w[-1] == ' ') && (w[n] == ' ' || w[n] == '\0')) return 1;
+    return 0;
 }
 
 /* ==== child mode ================================================================================== */
@@ -267,7 +273,7 @@ static int child_main(int argc, char **argv)
     const bench_case *c = s ? case_find(s, argv[3]) : NULL;
     size_t si = 0;
     while (s && si < s->nsubjects && strcmp(s->subjects[si].name, argv[4]) != 0) si++;
-    if (!c || si == s->nsubjects || !case_runs_subject(c, si)) {
+    if (!c || si == s->nsubjects || !case_runs_subject(s, c, si)) {
         fprintf(stderr, "ouro-bench: --child: no %s/%s/%s\n", argv[2], argv[3], argv[4]);
         return 2;
     }
@@ -573,13 +579,13 @@ static void table_case(const bench_suite *s, const bench_case *c, const subject_
         for (size_t i = 0; i < s->nsubjects; i++)
             printf(" %*s", VALUE_W,
                    ok[i]                      ? fmt_value(buf, sizeof buf, c->metrics[m], med[i * nmet + m])
-                   : !case_runs_subject(c, i) ? "n/a"
+                   : !case_runs_subject(s, c, i) ? "n/a"
                    : slots[i].available       ? "failed"
                                               : "-");
         printf("  ");
         /* ratios against ouro, or against the case's first subject when it does not run ouro */
         size_t base = 0, best = 0;
-        while (base + 1 < s->nsubjects && !case_runs_subject(c, base)) base++;
+        while (base + 1 < s->nsubjects && !case_runs_subject(s, c, base)) base++;
         for (size_t i = 0; i < s->nsubjects; i++) {
             if (i == base) continue;
             if (!ok[base] || !ok[i] || med[i * nmet + m] <= 0) {
@@ -645,7 +651,7 @@ static void case_run(const bench_suite *s, const bench_case *c, const subject_sl
     size_t nnotes = 0;
     int ok[BENCH_MAX_SUBJECTS];
     child_result res;
-    for (size_t i = 0; i < nsub; i++) ok[i] = slots[i].available && case_runs_subject(c, i);
+    for (size_t i = 0; i < nsub; i++) ok[i] = slots[i].available && case_runs_subject(s, c, i);
 
     uint64_t ops = 0;
     for (size_t i = 0; c->sized && ops == 0 && i < nsub; i++) {
@@ -800,8 +806,10 @@ static void list_all(void)
             printf("  %-*s %s [", CASE_W, c->name, c->about);
             for (size_t m = 0; m < case_nmetrics(c); m++) printf("%s%s", m ? ", " : "", c->metrics[m]);
             printf("]");
-            for (size_t k = 0, n = 0; c->subjects && k < s->nsubjects; k++)
-                if (case_runs_subject(c, k)) printf("%s%s", n++ ? ", " : " for ", s->subjects[k].name);
+            int some = 0; /* list the subjects when not every one runs it */
+            for (size_t k = 0; k < s->nsubjects; k++) some |= !case_runs_subject(s, c, k);
+            for (size_t k = 0, n = 0; some && k < s->nsubjects; k++)
+                if (case_runs_subject(s, c, k)) printf("%s%s", n++ ? ", " : " for ", s->subjects[k].name);
             printf("\n");
         }
     }

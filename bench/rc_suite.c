@@ -21,16 +21,17 @@
 #define RC_INLINE static inline __attribute__((always_inline))
 
 /* The subjects, in the order of rc_subjects[]. */
-enum { RC_OURO, RC_PLAIN, RC_ATOMIC, RC_OURO_1T, RC_OURO_2T, RC_ATOMIC_1T, RC_ATOMIC_2T, RC_NSUBJECTS };
+enum { RC_OURO, RC_PLAIN, RC_ATOMIC, RC_OURO_1T, RC_OURO_2T, RC_ATOMIC_1T, RC_ATOMIC_2T, RC_OURO_SO, RC_NSUBJECTS };
 
 static const bench_subject rc_subjects[] = {
     [RC_OURO] = BENCH_SUBJECT_OURO,
-    [RC_PLAIN] = { "plain", NULL, NULL, NULL, NULL, 1 },
-    [RC_ATOMIC] = { "atomic", NULL, NULL, NULL, NULL, 1 },
-    [RC_OURO_1T] = { "ouro-1t", NULL, NULL, NULL, NULL, 1 },
-    [RC_OURO_2T] = { "ouro-2t", NULL, NULL, NULL, NULL, 1 },
-    [RC_ATOMIC_1T] = { "atomic-1t", NULL, NULL, NULL, NULL, 1 },
-    [RC_ATOMIC_2T] = { "atomic-2t", NULL, NULL, NULL, NULL, 1 },
+    [RC_PLAIN] = { "plain", NULL, NULL, NULL, NULL, 1, NULL },
+    [RC_ATOMIC] = { "atomic", NULL, NULL, NULL, NULL, 1, NULL },
+    [RC_OURO_1T] = { "ouro-1t", NULL, NULL, NULL, NULL, 1, NULL },
+    [RC_OURO_2T] = { "ouro-2t", NULL, NULL, NULL, NULL, 1, NULL },
+    [RC_ATOMIC_1T] = { "atomic-1t", NULL, NULL, NULL, NULL, 1, NULL },
+    [RC_ATOMIC_2T] = { "atomic-2t", NULL, NULL, NULL, NULL, 1, NULL },
+    [RC_OURO_SO] = BENCH_SUBJECT_OURO_SO("owner-pair"),
 };
 
 #define RC_BIT(i) BENCH_SUBJECT_BIT(i)
@@ -110,7 +111,7 @@ static void case_owner_pair(const bench_run *r)
 {
     rc_attach();
     uint64_t warm = r->ops / 16, t0;
-    if (r->subject_index == RC_OURO) {
+    if (r->subject_index == RC_OURO || r->subject_index == RC_OURO_SO) {
         ouro_object *o = rc_box_new();
         pair_ouro(o, warm);
         t0 = bench_now_ns();
@@ -319,7 +320,7 @@ static const bench_case rc_cases[] = {
       .metrics = { "ns_per_op" },
       .sized = 1000000,
       .run = case_owner_pair,
-      .subjects = RC_BIT(RC_OURO) | RC_BIT(RC_PLAIN) | RC_BIT(RC_ATOMIC) },
+      .subjects = RC_BIT(RC_OURO) | RC_BIT(RC_PLAIN) | RC_BIT(RC_ATOMIC) | RC_BIT(RC_OURO_SO) },
     { .name = "nonowner-pair",
       .about = "op = incref + decref by a thread that does not own the object (ouro: the shared count)",
       .metrics = { "ns_per_op" },

@@ -38,8 +38,8 @@
 
 static const bench_subject real_subjects[] = {
     /* the preload is relative to the driver's folder: bin/../lib (bench.h, bench_subject.preload) */
-    { "ouro", "../lib/libouro-malloc.so", "ouro_malloc_stats", "built by ./zigw build into zig-out/lib", NULL, 1 },
-    { "glibc", "libc.so.6", "gnu_get_libc_version", "libc6", NULL, 0 },
+    { "ouro", "../lib/libouro-malloc.so", "ouro_malloc_stats", "built by ./zigw build into zig-out/lib", NULL, 1, NULL },
+    { "glibc", "libc.so.6", "gnu_get_libc_version", "libc6", NULL, 0, NULL },
     BENCH_PEER_MIMALLOC,
     BENCH_PEER_JEMALLOC,
     BENCH_PEER_TCMALLOC,

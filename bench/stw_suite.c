@@ -275,8 +275,8 @@ static void case_stw_roundtrip(const bench_run *r) { stw_stops(r, 1, 1); }
 
 static const bench_subject stw_subjects[] = {
     [STW_OURO] = BENCH_SUBJECT_OURO,
-    [STW_BASELINE] = { "baseline", NULL, NULL, NULL, NULL, 1 },
-    [STW_NOPOLL] = { "ouro-nopoll", NULL, NULL, NULL, NULL, 1 },
+    [STW_BASELINE] = { "baseline", NULL, NULL, NULL, NULL, 1, NULL },
+    [STW_NOPOLL] = { "ouro-nopoll", NULL, NULL, NULL, NULL, 1, NULL },
 };
 
 #define STW_ONLY_OURO BENCH_SUBJECT_BIT(STW_OURO)
