@@ -47,6 +47,7 @@ static void heap_atfork_parent(void) {
     pthread_mutex_unlock(&heap_lock);
 }
 static void heap_atfork_child(void) {
+    _ouro_arena_atfork_child();
     pthread_mutex_unlock(&_ouro_arena_lock); /* the child's only thread is the one that locked them */
     pthread_mutex_unlock(&heap_lock);
 }

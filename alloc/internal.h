@@ -157,8 +157,12 @@ static inline bool ouro_link_ok(const void *b, uintptr_t next) {
  * guarded by the arena lock. A dedicated mapping (HUGE) has the same header; its block starts at pool
  * 1 and pools[1] describes it.
  * Counts invariant: nfree == popcount(free_map) == pools in state FREE; an arena with nfree ==
- * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the kept-empty list (purged) or unmapped.
- * An arena with 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first). */
+ * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the empty list (unmapped by the decay
+ * tick once its pools are purged, except OURO_KEEP_EMPTY of them) or unmapped. An arena with
+ * 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first).
+ * Zero/decay invariant: purged_map is a subset of free_map; a pool in it reads as zeros (fresh from
+ * mmap, or purged with MADV_DONTNEED). young_map is a subset of free_map & ~purged_map: the dirty pools
+ * freed since the last decay tick (arena.c), which the next tick ages instead of purging. */
 /* Where a full collection keeps the counts of one GC pool's blocks (gc/scan.c): block i's entry is
  * index - 1 + i of the collection's side table; index 0 means the pool is not in the collection. magic
  * turns a byte offset into a block index: off * magic >> 32 (exact for off < 2^32 / block_size). Set and
@@ -174,12 +178,14 @@ struct ouro_arena_s {
     uint32_t ndeferred;             /* pools waiting for a grace period */
     uint32_t bucket;                /* usable bucket it is on, 0 when none */
     uint64_t free_map;              /* bit i: pool i is FREE */
-    uint64_t purged_map;            /* bit i: free pool i's pages are returned to the OS */
-    ouro_arena_t *next, *prev;      /* bucket or kept-empty list */
+    uint64_t purged_map;            /* bit i: free pool i's pages are returned to the OS (read as zeros) */
+    uint64_t young_map;             /* bit i: free pool i became dirty in the current decay epoch */
+    ouro_arena_t *next, *prev;      /* bucket, empty list, or (HUGE) the cache of free mappings */
     ouro_arena_t *all_next, *all_prev; /* every mapped arena */
     size_t map_size;                /* bytes mapped (HUGE: the whole mapping) */
     size_t huge_usable;             /* HUGE: usable bytes */
-    bool on_kept;                   /* on the kept-empty list */
+    bool on_kept;                   /* on the empty list */
+    bool young;                     /* HUGE, cached: freed in the current decay epoch */
     _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
     ouro_pool_t pools[OURO_POOLS_PER_ARENA] __attribute__((aligned(64))); /* [0]: the header itself */
     ouro_gc_slot gc_slot[OURO_POOLS_PER_ARENA]; /* the collector's, during a full collection (gc/scan.c) */
@@ -294,6 +300,10 @@ OURO_INTERNAL void _ouro_arena_release_pool(ouro_pool_t *pool);
 OURO_INTERNAL void _ouro_arena_release_pool_locked(ouro_pool_t *pool);
 /* A large block of size usable bytes (a pool run or a dedicated mapping); NULL with error set. */
 OURO_INTERNAL void *_ouro_large_alloc(size_t size);
+/* The same for calloc: bit j of *dirty is clear when the block's bytes [j, j + 1) * POOL_SIZE are
+ * known to read as zeros (fresh or purged pages: the zero/decay invariant); a dedicated mapping is all
+ * zero (fresh) or all dirty (reused). */
+OURO_INTERNAL void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty);
 OURO_INTERNAL void _ouro_large_free(ouro_pool_t *hdr);
 OURO_INTERNAL size_t _ouro_large_usable(ouro_pool_t *hdr);
 /* Abandoned pools, by (kind, cls): push one, adopt one with free blocks for heap h. */
@@ -301,8 +311,11 @@ OURO_INTERNAL void _ouro_arena_abandon_locked(ouro_pool_t *pool);
 OURO_INTERNAL ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls);
 /* Collects pending remote frees of abandoned pools; releases the emptied ones. */
 OURO_INTERNAL void _ouro_arena_collect_abandoned_locked(void);
-/* Purges free pools and unmaps every kept empty arena; returns bytes returned to the OS. */
+/* Purges free pools, unmaps every empty arena and cached mapping; returns bytes returned to the OS. */
 OURO_INTERNAL size_t _ouro_arena_trim_locked(void);
+/* fork() child (arena lock held): the decay thread did not survive the fork; the next dirty pool
+ * starts a new one. */
+OURO_INTERNAL void _ouro_arena_atfork_child(void);
 OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
 
 /* The grace-period hook for emptied OBJECT/GC pools (the brief's constraint (1)): until it is
