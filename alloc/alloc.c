@@ -191,16 +191,17 @@ void *ouro_calloc(size_t n, size_t size) {
     }
     /* A large block: only its pools that may hold old data are zeroed (the zero/decay invariant). */
     uint64_t dirty;
-    size_t want = OURO_REDZONE && total > SIZE_MAX - OURO_REDZONE ? SIZE_MAX - OURO_REDZONE : total;
-    char *p = ouro_san_handout(_ouro_large_alloc_zero(want + OURO_REDZONE, &dirty), total);
+    size_t len, want = OURO_REDZONE && total > SIZE_MAX - OURO_REDZONE ? SIZE_MAX - OURO_REDZONE : total;
+    char *p = ouro_san_handout(_ouro_large_alloc_zero(want + OURO_REDZONE, &dirty, &len), total);
     if (!p || dirty == 0) return p;
+    if (len > total) len = total;
     if (dirty == ~(uint64_t)0) {
-        memset(p, 0, total);
+        memset(p, 0, len);
         return p;
     }
     for (; dirty; dirty &= dirty - 1) {
         size_t off = (size_t)__builtin_ctzll(dirty) << OURO_POOL_SHIFT;
-        if (off < total) memset(p + off, 0, total - off < OURO_POOL_SIZE ? total - off : OURO_POOL_SIZE);
+        if (off < len) memset(p + off, 0, len - off < OURO_POOL_SIZE ? len - off : OURO_POOL_SIZE);
     }
     return p;
 }

@@ -14,9 +14,10 @@
  * freed dedicated mappings wait in a cache (reused by a request of about their size) and are unmapped
  * by the tick after the one that aged them. Ticks run on whichever thread holds this lock when an
  * epoch ends, and on the decay thread (arena_decay_main), which sleeps while nothing is dirty, so an
- * idle program gives its memory back too. One bound overrides the age: when dirty pools add up to
- * more than OURO_DIRTY_MAX or 1/OURO_DIRTY_SHARE of what is mapped, the aged ones are purged at once,
- * then the young ones if that was not enough. */
+ * idle program gives its memory back too. One rule overrides the age: resident memory does not grow
+ * while memory only waits for its decay — each OURO_GROW_STEP of purged pools taken, and each new
+ * dedicated mapping, returns as much dirty memory at once (decay_offset_locked), in the order it would
+ * be reused last. */
 #include "alloc/internal.h"
 
 #include <signal.h>
@@ -28,13 +29,12 @@
 /* The decay epoch: a free pool, empty arena or cached mapping goes back to the OS one to two epochs
  * after it became free. Torture builds: 2 ms, so that ticks happen all the time. */
 #define OURO_DECAY_MS (OURO_TORTURE ? 2u : 250u)
-/* Dirty (free, resident) pool bytes allowed before a purge pass that does not wait for the age: the
- * larger of OURO_DIRTY_MAX and 1/OURO_DIRTY_SHARE of the bytes mapped. */
-#define OURO_DIRTY_MAX (OURO_TORTURE ? 2 * OURO_POOL_SIZE : (size_t)8 << 20)
-#define OURO_DIRTY_SHARE 8
-/* Freed dedicated mappings kept for reuse: at most this many bytes (and at most 1/OURO_DIRTY_SHARE of
- * what is mapped beyond it); none in torture and sanitized builds (the checkers track each mapping). */
+/* Resident growth (purged or fresh pools taken) that makes as much dirty memory go back at once. */
+#define OURO_GROW_STEP (OURO_TORTURE ? OURO_POOL_SIZE : (size_t)1 << 20)
+/* Freed dedicated mappings kept for reuse: at most OURO_HUGE_CACHE_MAX bytes plus 1/OURO_HUGE_CACHE_SHARE
+ * of the rest of what is mapped; none in torture and sanitized builds (the checkers track each mapping). */
 #define OURO_HUGE_CACHE_MAX (OURO_TORTURE || OURO_SAN ? (size_t)0 : (size_t)64 << 20)
+#define OURO_HUGE_CACHE_SHARE 8
 
 /* Adaptive: held for short stretches by many threads; spinning briefly beats sleeping on 2 cores. */
 pthread_mutex_t _ouro_arena_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
@@ -48,14 +48,15 @@ static struct {
     ouro_pool_t *abandoned_avail[OURO_NKINDS][OURO_NCLASSES]; /* abandoned, with free blocks */
     ouro_pool_t *abandoned_full[OURO_NKINDS][OURO_NCLASSES];  /* abandoned, without */
     _Atomic size_t nabandoned;       /* written under the lock, peeked at without it */
-    size_t ndirty;                   /* free pools not purged, in arenas on buckets or full */
+    size_t ndirty;                   /* free pools not purged, in every mapped arena */
     ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
     bool gc_retain;                  /* emptied GC pools are retained (the collector is running) */
     ouro_pool_t *gc_retained[OURO_NCLASSES]; /* retained GC pools by class (pool->next) */
     size_t ngc_retained;
     uint64_t epoch_end;              /* ms (CLOCK_MONOTONIC): the next decay tick is due */
+    size_t grown;                    /* bytes of purged pools taken since the last offset */
     ouro_arena_t *huge_cache;        /* freed dedicated mappings (next/prev), newest first */
-    _Atomic size_t huge_cached;      /* their bytes (peeked at without the lock) */
+    size_t huge_cached;              /* their bytes */
 } arena_state;
 
 /* The decay thread (arena_decay_main). started and wanted are also read without the lock (a peek
@@ -66,6 +67,8 @@ static struct {
     _Atomic bool wanted;             /* memory turned dirty before a thread was started */
     bool idle;                       /* waiting without a deadline: nothing is dirty */
 } decay;
+
+static void decay_offset_locked(size_t bytes, bool pools_first);
 
 static ouro_defer_fn defer_hook = _ouro_defer_push; /* arena_lock */
 
@@ -204,6 +207,9 @@ static ouro_arena_t *arena_with_room(uint32_t count, uint32_t *index) {
 
 /* Marks pools [i, i + count) of a as taken with the given state of the first. */
 static void arena_take_locked(ouro_arena_t *a, uint32_t i, uint32_t count, uint8_t state) {
+    /* Purged (or fresh) pools become resident as they are used: once that adds up to OURO_GROW_STEP,
+     * as much dirty memory goes back (decay_offset_locked), if there is any. */
+    arena_state.grown += (size_t)__builtin_popcountll(a->purged_map >> i & (((uint64_t)1 << count) - 1)) * OURO_POOL_SIZE;
     for (uint32_t j = i; j < i + count; j++) {
         OURO_ASSERT(a->free_map >> j & 1);
         if (!(a->purged_map >> j & 1)) arena_state.ndirty--;
@@ -214,6 +220,10 @@ static void arena_take_locked(ouro_arena_t *a, uint32_t i, uint32_t count, uint8
     }
     a->nfree -= count;
     arena_relist(a);
+    if (arena_state.grown >= OURO_GROW_STEP) {
+        decay_offset_locked(arena_state.grown, true);
+        arena_state.grown = 0;
+    }
 }
 
 /* ---- decay (see the policy at the top) ------------------------------------------------------------ */
@@ -229,7 +239,7 @@ static bool decay_pending(void) { return arena_state.ndirty != 0 || arena_state.
 
 static void huge_uncache(ouro_arena_t *a) {
     LIST_UNLINK(arena_state.huge_cache, a);
-    ouro_store_relaxed(&arena_state.huge_cached, ouro_load_relaxed(&arena_state.huge_cached) - a->map_size);
+    arena_state.huge_cached -= a->map_size;
 }
 
 /* Unmaps every empty arena that has no dirty pool left, but OURO_KEEP_EMPTY of them. */
@@ -286,17 +296,33 @@ static void decay_arm_locked(void) {
     }
 }
 
-/* Over the dirty budget: purges the aged dirty pools, then the young ones if still over. */
-static void decay_enforce_budget_locked(void) {
-    size_t budget = ouro_load_relaxed(&_ouro_counters.bytes_mapped) / OURO_DIRTY_SHARE;
-    if (budget < OURO_DIRTY_MAX) budget = OURO_DIRTY_MAX;
-    if (arena_state.ndirty * OURO_POOL_SIZE <= budget) return;
-    for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) {
-        uint64_t aged = a->free_map & ~a->purged_map & ~a->young_map;
-        if (aged) arena_purge_mask(a, aged);
+/* Unmaps cached mappings, oldest first, until done >= bytes; returns done. */
+static size_t decay_offset_huge(size_t done, size_t bytes) {
+    while (done < bytes && arena_state.huge_cache) {
+        ouro_arena_t *a = arena_state.huge_cache;
+        while (a->next) a = a->next; /* the oldest */
+        huge_uncache(a);
+        done += a->map_size;
+        _ouro_os_unmap(a, a->map_size);
     }
-    if (arena_state.ndirty * OURO_POOL_SIZE <= budget) return;
-    for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) arena_purge_free(a);
+    return done;
+}
+
+/* Resident memory is about to grow by bytes (purged pools taken when pools_first, else a new dedicated
+ * mapping): returns at least as many dirty bytes to the OS, if there are that many, so that the peak of
+ * resident memory is not raised by memory that only waits for its decay. Dirty pools go in the order
+ * they would be reused last: aged ones, the empty arenas', the emptiest arenas'. Cached mappings go
+ * oldest first: before the pools when a mapping is wanted (none of them had its size), else after. */
+static void decay_offset_locked(size_t bytes, bool pools_first) {
+    size_t done = pools_first ? 0 : decay_offset_huge(0, bytes);
+    for (ouro_arena_t *a = arena_state.all; a && done < bytes; a = a->all_next) {
+        uint64_t aged = a->free_map & ~a->purged_map & ~a->young_map;
+        if (aged) done += arena_purge_mask(a, aged);
+    }
+    for (ouro_arena_t *a = arena_state.kept; a && done < bytes; a = a->next) done += arena_purge_free(a);
+    for (uint32_t n = POOLS - 2; n > 0 && done < bytes; n--)
+        for (ouro_arena_t *a = arena_state.bucket[n]; a && done < bytes; a = a->next) done += arena_purge_free(a);
+    if (pools_first) decay_offset_huge(done, bytes);
 }
 
 /* The decay thread: ticks at the end of each epoch while anything is dirty, sleeps otherwise. */
@@ -344,7 +370,7 @@ static void decay_start(void) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_attr_setstacksize(&attr, 256 * 1024); /* it calls madvise and munmap, nothing deep */
     sigset_t all, old; /* the thread takes no signals: the program's handlers run on its own threads */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -375,7 +401,6 @@ static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) 
     a->young_map |= (((uint64_t)1 << count) - 1) << i; /* count <= 63 */
     arena_state.ndirty += count;
     arena_relist(a);
-    decay_enforce_budget_locked();
     decay_maybe_tick_locked();
     decay_arm_locked();
 }
@@ -494,8 +519,8 @@ static void large_account(size_t usable, int sign) {
     }
 }
 
-/* A freed dedicated mapping of at least map bytes, and at most a quarter more, taken off the cache
- * (the smallest that fits); NULL when none. Arena lock held. */
+/* A freed dedicated mapping of at least map bytes, and at most a quarter more, taken off the cache (the
+ * smallest that fits); NULL when none. Arena lock held. */
 static ouro_arena_t *huge_cache_take(size_t map) {
     ouro_arena_t *best = NULL;
     for (ouro_arena_t *a = arena_state.huge_cache; a; a = a->next)
@@ -506,10 +531,11 @@ static ouro_arena_t *huge_cache_take(size_t map) {
 
 void *_ouro_large_alloc(size_t size) {
     uint64_t dirty;
-    return _ouro_large_alloc_zero(size, &dirty);
+    size_t len;
+    return _ouro_large_alloc_zero(size, &dirty, &len);
 }
 
-void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty) {
+void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty, size_t *dirty_len) {
     ouro_safepoint(); /* an allocation slow path: a safepoint (docs/threads.md) */
     if (size <= RUN_MAX_USABLE) {
         uint32_t count = (uint32_t)((size + OURO_POOL_SIZE - 1) >> OURO_POOL_SHIFT);
@@ -520,6 +546,7 @@ void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty) {
         if (a) {
             /* pools that were not purged may hold old data (zero/decay invariant); count <= 63 */
             *dirty = (~a->purged_map >> i) & (((uint64_t)1 << count) - 1);
+            *dirty_len = SIZE_MAX;
             arena_take_locked(a, i, count, OURO_PT_RUN);
             hdr = &a->pools[i];
         }
@@ -538,27 +565,35 @@ void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty) {
         return NULL;
     }
     size_t map = (size + OURO_POOL_SIZE + 4095) & ~(size_t)4095;
-    ouro_arena_t *a = NULL;
-    if (ouro_load_relaxed(&arena_state.huge_cached)) { /* a peek: the lock decides */
-        pthread_mutex_lock(&_ouro_arena_lock);
-        a = huge_cache_take(map);
-        if (a) _ouro_addrmap_set(a, a->map_size, OURO_CHUNK_HUGE_HEAD);
-        pthread_mutex_unlock(&_ouro_arena_lock);
-    }
-    if (a) { /* its header is as the free left it, but for the type (see _ouro_large_free) */
+    pthread_mutex_lock(&_ouro_arena_lock);
+    ouro_arena_t *a = huge_cache_take(map);
+    if (a) _ouro_addrmap_set(a, a->map_size, OURO_CHUNK_HUGE_HEAD);
+    else decay_offset_locked(map, false); /* mapping more: give back as much dirty memory */
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    size_t usable = map - OURO_POOL_SIZE;
+    *dirty = ~(uint64_t)0;
+    if (a) { /* its header is as the free left it, but for the type and the sizes (see _ouro_large_free) */
+        char *p = ouro_pool_data(&a->pools[1]);
+        if (a->huge_dirty > usable) { /* a larger mapping: its old data past this block goes back */
+            _ouro_os_purge(p + usable, a->huge_dirty - usable);
+            a->huge_dirty = usable;
+        }
+        *dirty_len = a->huge_dirty;
+        a->huge_dirty = usable; /* the caller may write all of it */
+        a->huge_usable = usable;
         a->pools[1].type = OURO_PT_HUGE;
-        large_account(a->huge_usable, 1);
-        *dirty = ~(uint64_t)0;
-        return ouro_pool_data(&a->pools[1]);
+        large_account(usable, 1);
+        return p;
     }
-    *dirty = 0; /* fresh from the OS */
+    *dirty_len = 0; /* fresh from the OS */
     a = _ouro_os_map_aligned(map, OURO_ARENA_SIZE);
     if (!a) return NULL;
     arena_pool_describe(&a->pools[0], OURO_PT_ARENA);
     arena_pool_describe(&a->pools[1], OURO_PT_HUGE);
     a->magic = OURO_ARENA_MAGIC;
     a->map_size = map;
-    a->huge_usable = map - OURO_POOL_SIZE;
+    a->huge_usable = usable;
+    a->huge_dirty = usable;
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_addrmap_set(a, map, OURO_CHUNK_HUGE_HEAD);
     pthread_mutex_unlock(&_ouro_arena_lock);
@@ -584,14 +619,14 @@ void _ouro_large_free(ouro_pool_t *hdr) {
         pthread_mutex_lock(&_ouro_arena_lock);
         /* A stray pointer into a cached mapping is not ouro's (a second free is reported, ignored). */
         _ouro_addrmap_set(a, map, OURO_CHUNK_NONE);
-        size_t cached = ouro_load_relaxed(&arena_state.huge_cached), cap = OURO_HUGE_CACHE_MAX;
-        if (cap) cap += (ouro_load_relaxed(&_ouro_counters.bytes_mapped) - cached) / OURO_DIRTY_SHARE;
+        size_t cached = arena_state.huge_cached, cap = OURO_HUGE_CACHE_MAX;
+        if (cap) cap += (ouro_load_relaxed(&_ouro_counters.bytes_mapped) - cached) / OURO_HUGE_CACHE_SHARE;
         bool keep = cached + map <= cap;
         if (keep) { /* the decay tick after the next unmaps it, unless a request of its size takes it */
             hdr->type = OURO_PT_FREE;
             a->young = true;
             LIST_PUSH(arena_state.huge_cache, a);
-            ouro_store_relaxed(&arena_state.huge_cached, cached + map);
+            arena_state.huge_cached = cached + map;
             decay_arm_locked();
         }
         pthread_mutex_unlock(&_ouro_arena_lock);
@@ -605,6 +640,7 @@ void _ouro_large_free(ouro_pool_t *hdr) {
     pthread_mutex_lock(&_ouro_arena_lock);
     arena_give_back_locked(ouro_arena_of(hdr), i, count);
     pthread_mutex_unlock(&_ouro_arena_lock);
+    decay_start();
 }
 
 /* ---- abandoned pools --------------------------------------------------------------------------------

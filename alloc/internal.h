@@ -183,7 +183,8 @@ struct ouro_arena_s {
     ouro_arena_t *next, *prev;      /* bucket, empty list, or (HUGE) the cache of free mappings */
     ouro_arena_t *all_next, *all_prev; /* every mapped arena */
     size_t map_size;                /* bytes mapped (HUGE: the whole mapping) */
-    size_t huge_usable;             /* HUGE: usable bytes */
+    size_t huge_usable;             /* HUGE: usable bytes (reused from the cache: those of this request) */
+    size_t huge_dirty;              /* HUGE: bytes from the block's start that may hold old data */
     bool on_kept;                   /* on the empty list */
     bool young;                     /* HUGE, cached: freed in the current decay epoch */
     _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
@@ -300,10 +301,10 @@ OURO_INTERNAL void _ouro_arena_release_pool(ouro_pool_t *pool);
 OURO_INTERNAL void _ouro_arena_release_pool_locked(ouro_pool_t *pool);
 /* A large block of size usable bytes (a pool run or a dedicated mapping); NULL with error set. */
 OURO_INTERNAL void *_ouro_large_alloc(size_t size);
-/* The same for calloc: bit j of *dirty is clear when the block's bytes [j, j + 1) * POOL_SIZE are
- * known to read as zeros (fresh or purged pages: the zero/decay invariant); a dedicated mapping is all
- * zero (fresh) or all dirty (reused). */
-OURO_INTERNAL void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty);
+/* The same for calloc: the block reads as zeros except, perhaps, in its first *dirty_len bytes where
+ * bit j of *dirty is set (bytes [j, j + 1) * POOL_SIZE); the rest is fresh or purged pages (the
+ * zero/decay invariant). A run sets *dirty_len = SIZE_MAX, a dedicated mapping *dirty = ~0. */
+OURO_INTERNAL void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty, size_t *dirty_len);
 OURO_INTERNAL void _ouro_large_free(ouro_pool_t *hdr);
 OURO_INTERNAL size_t _ouro_large_usable(ouro_pool_t *hdr);
 /* Abandoned pools, by (kind, cls): push one, adopt one with free blocks for heap h. */

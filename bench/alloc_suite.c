@@ -579,9 +579,6 @@ static void case_test_stress(const bench_run *r)
     bench_report(r, "peak_rss_bytes", (double)bench_peak_rss_bytes());
     bench_report(r, "sys_s", ts_seconds(ru1.ru_stime) - ts_seconds(ru0.ru_stime));
     bench_report(r, "minor_faults", (double)(ru1.ru_minflt - ru0.ru_minflt));
-    if (getenv("TS_STATS") && bench_is_ouro(r)) { ouro_alloc_stats_t st; ouro_alloc_stats(&st);
-        fprintf(stderr, "TMPSTATS mapped_peak=%zu mapped=%zu returned=%zu map_calls=%zu arenas_peak=%zu arenas_alloc=%zu\n",
-            st.bytes_mapped_peak, st.bytes_mapped, st.bytes_returned, st.os_map_calls, st.arenas_peak, st.arenas_allocated); }
 }
 
 /* ---- drain-rss -------------------------------------------------------------------------------- */
