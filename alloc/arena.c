@@ -314,6 +314,7 @@ static size_t decay_offset_huge(size_t done, size_t bytes) {
  * they would be reused last: aged ones, the empty arenas', the emptiest arenas'. Cached mappings go
  * oldest first: before the pools when a mapping is wanted (none of them had its size), else after. */
 static void decay_offset_locked(size_t bytes, bool pools_first) {
+    if (!decay_pending()) return;
     size_t done = pools_first ? 0 : decay_offset_huge(0, bytes);
     for (ouro_arena_t *a = arena_state.all; a && done < bytes; a = a->all_next) {
         uint64_t aged = a->free_map & ~a->purged_map & ~a->young_map;
