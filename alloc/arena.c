@@ -356,7 +356,8 @@ static void decay_cond_init(void) {
     pthread_condattr_destroy(&ca);
 }
 
-/* Starts the decay thread once memory has turned dirty (called without the arena lock). A failed start
+/* Starts the decay thread once memory has turned dirty (called without the arena lock, where no
+ * allocator state is half changed: pthread_create may call malloc, which may be ouro's). A failed start
  * is not retried: ticks still run on the threads that take and give back memory. */
 static void decay_start(void) {
     if (OURO_LIKELY(ouro_load_relaxed(&decay.started)) || !ouro_load_relaxed(&decay.wanted)) return;
@@ -380,6 +381,8 @@ static void decay_start(void) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
 }
+
+void _ouro_arena_decay_start(void) { decay_start(); }
 
 void _ouro_arena_atfork_child(void) {
     /* The thread did not survive the fork; its condition variable may record it as a waiter. */
@@ -431,7 +434,6 @@ ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) 
     }
     decay_maybe_tick_locked();
     pthread_mutex_unlock(&_ouro_arena_lock);
-    decay_start();
     return pool;
 }
 
@@ -503,7 +505,6 @@ void _ouro_arena_release_pool(ouro_pool_t *pool) {
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_arena_release_pool_locked(pool);
     pthread_mutex_unlock(&_ouro_arena_lock);
-    decay_start();
 }
 
 /* ---- large blocks ----------------------------------------------------------------------------------- */

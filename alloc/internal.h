@@ -314,6 +314,10 @@ OURO_INTERNAL ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsi
 OURO_INTERNAL void _ouro_arena_collect_abandoned_locked(void);
 /* Purges free pools, unmaps every empty arena and cached mapping; returns bytes returned to the OS. */
 OURO_INTERNAL size_t _ouro_arena_trim_locked(void);
+/* Starts the decay thread if memory has turned dirty and none runs yet (one relaxed load otherwise).
+ * Called without the arena lock, where the calling heap is consistent: the thread's start may allocate,
+ * through ouro when ouro is the program's malloc. */
+OURO_INTERNAL void _ouro_arena_decay_start(void);
 /* fork() child (arena lock held): the decay thread did not survive the fork; the next dirty pool
  * starts a new one. */
 OURO_INTERNAL void _ouro_arena_atfork_child(void);
