@@ -33,8 +33,8 @@
 #define OURO_GROW_STEP (OURO_TORTURE ? OURO_POOL_SIZE : (size_t)1 << 20)
 /* Freed dedicated mappings kept for reuse: at most OURO_HUGE_CACHE_MAX bytes plus 1/OURO_HUGE_CACHE_SHARE
  * of the rest of what is mapped; none in torture and sanitized builds (the checkers track each mapping). */
-#define OURO_HUGE_CACHE_MAX (OURO_TORTURE || OURO_SAN ? (size_t)0 : (size_t)32 << 20)
-#define OURO_HUGE_CACHE_SHARE 16
+#define OURO_HUGE_CACHE_MAX (OURO_TORTURE || OURO_SAN ? (size_t)0 : (size_t)64 << 20)
+#define OURO_HUGE_CACHE_SHARE 8
 
 /* Adaptive: held for short stretches by many threads; spinning briefly beats sleeping on 2 cores. */
 pthread_mutex_t _ouro_arena_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
