@@ -203,10 +203,27 @@ void *ouro_calloc(size_t n, size_t size) {
         _ouro_err_set(OURO_ERR_OVERFLOW, "ouro_calloc: %zu * %zu overflows", n, size);
         return NULL;
     }
-    void *p = ouro_alloc(total);
-    /* A dedicated mapping is fresh from the OS: already zero (memcheck was told it is undefined). */
-    if (p && (OURO_VALGRIND || !(total > OURO_MEDIUM_MAX && ouro_pool_of(p)->type == OURO_PT_HUGE)))
-        memset(p, 0, total);
+    /* Pool blocks are zeroed whole. Memcheck builds zero every block (memcheck was told that fresh
+     * mappings are undefined). */
+    if (total <= OURO_MEDIUM_MAX - OURO_PAD || OURO_VALGRIND) {
+        void *p = ouro_alloc(total);
+        if (p) memset(p, 0, total);
+        return p;
+    }
+    /* A large block: only its pools that may hold old data are zeroed (the zero/decay invariant). */
+    uint64_t dirty;
+    size_t len, want = OURO_REDZONE && total > SIZE_MAX - OURO_REDZONE ? SIZE_MAX - OURO_REDZONE : total;
+    char *p = ouro_san_handout(_ouro_large_alloc_zero(want + OURO_REDZONE, &dirty, &len), total);
+    if (!p || dirty == 0) return p;
+    if (len > total) len = total;
+    if (dirty == ~(uint64_t)0) {
+        memset(p, 0, len);
+        return p;
+    }
+    for (; dirty; dirty &= dirty - 1) {
+        size_t off = (size_t)__builtin_ctzll(dirty) << OURO_POOL_SHIFT;
+        if (off < len) memset(p + off, 0, len - off < OURO_POOL_SIZE ? len - off : OURO_POOL_SIZE);
+    }
     return p;
 }
 

@@ -3,22 +3,38 @@
  *
  * Everything here runs under _ouro_arena_lock (the slow path of the slow path: a heap comes here once
  * per pool, not per block). Arena policy: a pool is taken from the fullest arena that has one
- * (pymalloc's usable_arenas order), so the emptiest arenas drain; an arena that empties is purged and
- * kept while fewer than OURO_KEEP_EMPTY are kept (hysteresis), otherwise unmapped. Free pools inside
- * arenas in use stay resident ("dirty") — a pool released and soon taken again costs no syscall and no
- * page faults — except that (1) a nearly empty arena (at most an eighth of its pools in use) with at
- * least OURO_DIRTY_ARENA dirty pools is purged at once: fullest-first makes it the last arena to be
- * reused; and (2) when dirty pools add up to more than OURO_DIRTY_MAX or an eighth of what is mapped,
- * every dirty pool is purged in one pass. */
+ * (pymalloc's usable_arenas order), so the emptiest arenas drain.
+ *
+ * Return to the OS by decay (docs/alloc.md, "Decay"): a free pool stays resident ("dirty") — taken
+ * again, it costs no syscall and no page fault — until it has aged. Time is cut into epochs of
+ * OURO_DECAY_MS; a decay tick at the end of each purges (MADV_DONTNEED) the dirty pools that were
+ * already dirty at the previous tick and ages the ones freed since (young_map), so a pool goes back
+ * to the OS between one and two epochs after it became free. Empty arenas wait on the empty list
+ * likewise and are unmapped by the tick that finds them purged (OURO_KEEP_EMPTY stay mapped, purged);
+ * freed dedicated mappings wait in a cache (reused by a request of about their size) and are unmapped
+ * by the tick after the one that aged them. Ticks run on whichever thread holds this lock when an
+ * epoch ends, and on the decay thread (arena_decay_main), which sleeps while nothing is dirty, so an
+ * idle program gives its memory back too. One rule overrides the age: resident memory does not grow
+ * while memory only waits for its decay — each OURO_GROW_STEP of purged pools taken, and each new
+ * dedicated mapping, returns as much dirty memory at once (decay_offset_locked), in the order it would
+ * be reused last. */
 #include "alloc/internal.h"
+
+#include <signal.h>
+#include <time.h>
 
 #define OURO_KEEP_EMPTY (OURO_TORTURE ? 0u : 1u)
 #define POOLS ((uint32_t)OURO_POOLS_PER_ARENA)
 #define ALL_POOLS_MAP ((POOLS == 64 ? ~(uint64_t)0 : (((uint64_t)1 << POOLS) - 1)) & ~(uint64_t)1)
-/* Dirty (free, resident) pool bytes allowed before a purge pass. */
-#define OURO_DIRTY_MAX (OURO_TORTURE ? 2 * OURO_POOL_SIZE : (size_t)8 << 20)
-/* Dirty pools that make a nearly empty arena purge itself. */
-#define OURO_DIRTY_ARENA (OURO_TORTURE ? 2u : 16u)
+/* The decay epoch: a free pool, empty arena or cached mapping goes back to the OS one to two epochs
+ * after it became free. Torture builds: 2 ms, so that ticks happen all the time. */
+#define OURO_DECAY_MS (OURO_TORTURE ? 2u : 250u)
+/* Resident growth (purged or fresh pools taken) that makes as much dirty memory go back at once. */
+#define OURO_GROW_STEP (OURO_TORTURE ? OURO_POOL_SIZE : (size_t)1 << 20)
+/* Freed dedicated mappings kept for reuse: at most OURO_HUGE_CACHE_MAX bytes plus 1/OURO_HUGE_CACHE_SHARE
+ * of the rest of what is mapped; none in torture and sanitized builds (the checkers track each mapping). */
+#define OURO_HUGE_CACHE_MAX (OURO_TORTURE || OURO_SAN ? (size_t)0 : (size_t)64 << 20)
+#define OURO_HUGE_CACHE_SHARE 8
 
 /* Adaptive: held for short stretches by many threads; spinning briefly beats sleeping on 2 cores. */
 pthread_mutex_t _ouro_arena_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
@@ -27,17 +43,32 @@ pthread_mutex_t _ouro_arena_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 static struct {
     ouro_arena_t *bucket[64];        /* usable arenas by nfree (1..POOLS-2), doubly linked */
     uint64_t bucket_map;             /* bit n: bucket[n] non-empty */
-    ouro_arena_t *kept;              /* empty, purged arenas kept mapped */
+    ouro_arena_t *kept;              /* empty arenas (the empty list), newest first */
     uint32_t nkept;
     ouro_pool_t *abandoned_avail[OURO_NKINDS][OURO_NCLASSES]; /* abandoned, with free blocks */
     ouro_pool_t *abandoned_full[OURO_NKINDS][OURO_NCLASSES];  /* abandoned, without */
     _Atomic size_t nabandoned;       /* written under the lock, peeked at without it */
-    size_t ndirty;                   /* free pools not purged, in arenas on buckets or full */
+    size_t ndirty;                   /* free pools not purged, in every mapped arena */
     ouro_arena_t *all;               /* every mapped arena (all_next/all_prev) */
     bool gc_retain;                  /* emptied GC pools are retained (the collector is running) */
     ouro_pool_t *gc_retained[OURO_NCLASSES]; /* retained GC pools by class (pool->next) */
     size_t ngc_retained;
+    uint64_t epoch_end;              /* ms (CLOCK_MONOTONIC): the next decay tick is due */
+    size_t grown;                    /* bytes of purged pools taken since the last offset */
+    ouro_arena_t *huge_cache;        /* freed dedicated mappings (next/prev), newest first */
+    size_t huge_cached;              /* their bytes */
 } arena_state;
+
+/* The decay thread (arena_decay_main). started and wanted are also read without the lock (a peek
+ * before taking it); everything else is guarded by the arena lock. */
+static struct {
+    pthread_cond_t cond;             /* signalled when memory turns dirty while the thread idles */
+    _Atomic bool started;            /* a thread was started (or its start failed: not retried) */
+    _Atomic bool wanted;             /* memory turned dirty before a thread was started */
+    bool idle;                       /* waiting without a deadline: nothing is dirty */
+} decay;
+
+static void decay_offset_locked(size_t bytes, bool pools_first);
 
 static ouro_defer_fn defer_hook = _ouro_defer_push; /* arena_lock */
 
@@ -99,11 +130,12 @@ static void arena_unmap(ouro_arena_t *a) {
     _ouro_os_unmap(a, OURO_ARENA_SIZE);
 }
 
-/* Returns the pages of the free pools of a that are not purged yet; returns the bytes. */
-static size_t arena_purge_free(ouro_arena_t *a) {
+/* Returns the pages of the dirty pools of a in m (a subset of free_map & ~purged_map) to the OS;
+ * returns the bytes. */
+static size_t arena_purge_mask(ouro_arena_t *a, uint64_t m) {
     size_t bytes = 0;
-    uint64_t m = a->free_map & ~a->purged_map;
     a->purged_map |= m;
+    a->young_map &= ~m;
     arena_state.ndirty -= (size_t)__builtin_popcountll(m);
     for (uint32_t i = 1; i < POOLS;) {
         if (!(m >> i & 1)) { i++; continue; }
@@ -116,18 +148,16 @@ static size_t arena_purge_free(ouro_arena_t *a) {
     return bytes;
 }
 
+/* Purges every dirty pool of a; returns the bytes. */
+static size_t arena_purge_free(ouro_arena_t *a) { return arena_purge_mask(a, a->free_map & ~a->purged_map); }
+
 /* Puts a where its counts say it belongs (arena counts invariant); may unmap it. */
 static void arena_relist(ouro_arena_t *a) {
     arena_unlist(a);
     if (a->nfree == POOLS - 1 && a->ndeferred == 0) {
-        if (arena_state.nkept < OURO_KEEP_EMPTY) {
-            arena_purge_free(a);
-            LIST_PUSH(arena_state.kept, a);
-            arena_state.nkept++;
-            a->on_kept = true;
-        } else {
-            arena_unmap(a);
-        }
+        LIST_PUSH(arena_state.kept, a); /* the decay tick unmaps it once purged (see the top) */
+        arena_state.nkept++;
+        a->on_kept = true;
     } else if (a->nfree > 0) {
         a->bucket = a->nfree;
         LIST_PUSH(arena_state.bucket[a->bucket], a);
@@ -177,23 +207,189 @@ static ouro_arena_t *arena_with_room(uint32_t count, uint32_t *index) {
 
 /* Marks pools [i, i + count) of a as taken with the given state of the first. */
 static void arena_take_locked(ouro_arena_t *a, uint32_t i, uint32_t count, uint8_t state) {
+    /* Purged (or fresh) pools become resident as they are used: once that adds up to OURO_GROW_STEP,
+     * as much dirty memory goes back (decay_offset_locked), if there is any. */
+    arena_state.grown += (size_t)__builtin_popcountll(a->purged_map >> i & (((uint64_t)1 << count) - 1)) * OURO_POOL_SIZE;
     for (uint32_t j = i; j < i + count; j++) {
         OURO_ASSERT(a->free_map >> j & 1);
         if (!(a->purged_map >> j & 1)) arena_state.ndirty--;
         a->free_map &= ~((uint64_t)1 << j);
         a->purged_map &= ~((uint64_t)1 << j);
+        a->young_map &= ~((uint64_t)1 << j);
         ouro_store_relaxed(&a->pool_state[j], j == i ? state : OURO_PT_RUN_BODY);
     }
     a->nfree -= count;
     arena_relist(a);
+    if (arena_state.grown >= OURO_GROW_STEP) {
+        decay_offset_locked(arena_state.grown, true);
+        arena_state.grown = 0;
+    }
 }
 
-/* Purges every dirty pool once they exceed the budget (see the policy at the top). */
-static void arena_purge_if_over_budget(void) {
-    size_t budget = ouro_load_relaxed(&_ouro_counters.bytes_mapped) / 8;
-    if (budget < OURO_DIRTY_MAX) budget = OURO_DIRTY_MAX;
-    if (arena_state.ndirty * OURO_POOL_SIZE <= budget) return;
-    for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) arena_purge_free(a);
+/* ---- decay (see the policy at the top) ------------------------------------------------------------ */
+
+static uint64_t decay_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Whether anything waits for a tick: dirty pools (empty arenas' included) or cached mappings. */
+static bool decay_pending(void) { return arena_state.ndirty != 0 || arena_state.huge_cache != NULL; }
+
+static void huge_uncache(ouro_arena_t *a) {
+    LIST_UNLINK(arena_state.huge_cache, a);
+    arena_state.huge_cached -= a->map_size;
+}
+
+/* Unmaps every empty arena that has no dirty pool left, but OURO_KEEP_EMPTY of them. */
+static void decay_unmap_empty(void) {
+    uint32_t kept = 0;
+    for (ouro_arena_t *a = arena_state.kept, *next; a; a = next) {
+        next = a->next;
+        if (arena_dirty(a) != 0) continue;
+        if (kept < OURO_KEEP_EMPTY) {
+            kept++;
+            continue;
+        }
+        arena_unlist(a);
+        arena_unmap(a);
+    }
+}
+
+/* The decay tick: purges the dirty pools that were dirty at the last tick, unmaps the cached mappings
+ * that were cached at the last tick and the purged empty arenas; what turned dirty since is aged. */
+static void decay_tick_locked(uint64_t now) {
+    arena_state.epoch_end = now + OURO_DECAY_MS;
+    for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) {
+        uint64_t aged = a->free_map & ~a->purged_map & ~a->young_map;
+        if (aged) arena_purge_mask(a, aged);
+        a->young_map = 0;
+    }
+    decay_unmap_empty();
+    for (ouro_arena_t *a = arena_state.huge_cache, *next; a; a = next) {
+        next = a->next;
+        if (a->young) {
+            a->young = false;
+            continue;
+        }
+        huge_uncache(a);
+        _ouro_os_unmap(a, a->map_size);
+    }
+}
+
+/* Runs the tick when an epoch has ended (any lock holder that gives memory back or takes it). */
+static void decay_maybe_tick_locked(void) {
+    if (!decay_pending()) return;
+    uint64_t now = decay_now_ms();
+    if (now >= arena_state.epoch_end) decay_tick_locked(now);
+}
+
+/* Memory just turned dirty: wakes the idle decay thread, or asks for one to be started (by
+ * decay_start(), which runs without the lock: a thread's start may allocate). */
+static void decay_arm_locked(void) {
+    if (!ouro_load_relaxed(&decay.started)) {
+        ouro_store_relaxed(&decay.wanted, true);
+    } else if (decay.idle) {
+        decay.idle = false;
+        pthread_cond_signal(&decay.cond); /* the waiter re-checks decay_pending() under the lock */
+    }
+}
+
+/* Unmaps cached mappings, oldest first, until done >= bytes; returns done. */
+static size_t decay_offset_huge(size_t done, size_t bytes) {
+    while (done < bytes && arena_state.huge_cache) {
+        ouro_arena_t *a = arena_state.huge_cache;
+        while (a->next) a = a->next; /* the oldest */
+        huge_uncache(a);
+        done += a->map_size;
+        _ouro_os_unmap(a, a->map_size);
+    }
+    return done;
+}
+
+/* Resident memory is about to grow by bytes (purged pools taken when pools_first, else a new dedicated
+ * mapping): returns at least as many dirty bytes to the OS, if there are that many, so that the peak of
+ * resident memory is not raised by memory that only waits for its decay. Dirty pools go in the order
+ * they would be reused last: aged ones, the empty arenas', the emptiest arenas'. Cached mappings go
+ * oldest first: before the pools when a mapping is wanted (none of them had its size), else after. */
+static void decay_offset_locked(size_t bytes, bool pools_first) {
+    if (!decay_pending()) return;
+    size_t done = pools_first ? 0 : decay_offset_huge(0, bytes);
+    for (ouro_arena_t *a = arena_state.all; a && done < bytes; a = a->all_next) {
+        uint64_t aged = a->free_map & ~a->purged_map & ~a->young_map;
+        if (aged) done += arena_purge_mask(a, aged);
+    }
+    for (ouro_arena_t *a = arena_state.kept; a && done < bytes; a = a->next) done += arena_purge_free(a);
+    for (uint32_t n = POOLS - 2; n > 0 && done < bytes; n--)
+        for (ouro_arena_t *a = arena_state.bucket[n]; a && done < bytes; a = a->next) done += arena_purge_free(a);
+    if (pools_first) decay_offset_huge(done, bytes);
+}
+
+/* The decay thread: ticks at the end of each epoch while anything is dirty, sleeps otherwise. */
+static void *arena_decay_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&_ouro_arena_lock);
+    for (;;) {
+        uint64_t now = decay_now_ms();
+        if (decay_pending() && now >= arena_state.epoch_end) decay_tick_locked(now);
+        if (!decay_pending()) {
+            decay.idle = true;
+            pthread_cond_wait(&decay.cond, &_ouro_arena_lock); /* decay_arm_locked() signals */
+            decay.idle = false;
+            /* the first tick after an idle stretch only ages what turned dirty meanwhile */
+            continue;
+        }
+        uint64_t end = arena_state.epoch_end;
+        struct timespec ts = {.tv_sec = (time_t)(end / 1000u), .tv_nsec = (long)(end % 1000u) * 1000000L};
+        pthread_cond_timedwait(&decay.cond, &_ouro_arena_lock, &ts);
+    }
+    return NULL;
+}
+
+/* Initialises decay.cond on CLOCK_MONOTONIC (the clock of epoch_end). Arena lock held. */
+static void decay_cond_init(void) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&decay.cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Starts the decay thread once memory has turned dirty (called without the arena lock, where no
+ * allocator state is half changed: pthread_create may call malloc, which may be ouro's). A failed start
+ * is not retried: ticks still run on the threads that take and give back memory. */
+static void decay_start(void) {
+    if (OURO_LIKELY(ouro_load_relaxed(&decay.started)) || !ouro_load_relaxed(&decay.wanted)) return;
+    pthread_mutex_lock(&_ouro_arena_lock);
+    bool go = !ouro_load_relaxed(&decay.started);
+    if (go) {
+        ouro_store_relaxed(&decay.started, true);
+        decay_cond_init();
+    }
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    if (!go) return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024); /* it calls madvise and munmap, nothing deep */
+    sigset_t all, old; /* the thread takes no signals: the program's handlers run on its own threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    if (pthread_create(&t, &attr, arena_decay_main, NULL) == 0) pthread_setname_np(t, "ouro-decay");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+void _ouro_arena_decay_start(void) { decay_start(); }
+
+void _ouro_arena_atfork_child(void) {
+    /* The thread did not survive the fork; its condition variable may record it as a waiter. */
+    decay_cond_init();
+    decay.idle = false;
+    ouro_store_relaxed(&decay.wanted, decay_pending());
+    ouro_store_relaxed(&decay.started, false);
 }
 
 /* Marks pools [i, i + count) free again (dirty) and relists a (which may unmap it). */
@@ -206,10 +402,11 @@ static void arena_give_back_locked(ouro_arena_t *a, uint32_t i, uint32_t count) 
         ouro_store_relaxed(&a->pool_state[j], OURO_PT_FREE);
     }
     a->nfree += count;
+    a->young_map |= (((uint64_t)1 << count) - 1) << i; /* count <= 63 */
     arena_state.ndirty += count;
-    if (a->nfree >= (POOLS - 1) - (POOLS - 1) / 8 && arena_dirty(a) >= OURO_DIRTY_ARENA) arena_purge_free(a);
-    arena_relist(a); /* may unmap a */
-    arena_purge_if_over_budget();
+    arena_relist(a);
+    decay_maybe_tick_locked();
+    decay_arm_locked();
 }
 
 ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) {
@@ -235,6 +432,7 @@ ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) 
         pool = &a->pools[i];
         _ouro_pool_init(pool, h, kind, cls);
     }
+    decay_maybe_tick_locked();
     pthread_mutex_unlock(&_ouro_arena_lock);
     return pool;
 }
@@ -249,6 +447,7 @@ static void arena_deferred_done(void *arg) {
     pool->type = OURO_PT_FREE;
     arena_give_back_locked(a, ouro_pool_index(pool), 1);
     pthread_mutex_unlock(&_ouro_arena_lock);
+    decay_start();
 }
 
 /* Gives an emptied pool back; the caller holds its claim, which stays set while the
@@ -322,9 +521,25 @@ static void large_account(size_t usable, int sign) {
     }
 }
 
-static void *large_huge(size_t size, size_t align);
+/* A freed dedicated mapping of at least map bytes, and at most a quarter more, taken off the cache (the
+ * smallest that fits); NULL when none. Arena lock held. */
+static ouro_arena_t *huge_cache_take(size_t map) {
+    ouro_arena_t *best = NULL;
+    for (ouro_arena_t *a = arena_state.huge_cache; a; a = a->next)
+        if (a->map_size >= map && a->map_size - map <= map / 4 && (!best || a->map_size < best->map_size)) best = a;
+    if (best) huge_uncache(best);
+    return best;
+}
+
+static void *large_huge(size_t size, size_t align, uint64_t *dirty, size_t *dirty_len);
 
 void *_ouro_large_alloc(size_t size) {
+    uint64_t dirty;
+    size_t len;
+    return _ouro_large_alloc_zero(size, &dirty, &len);
+}
+
+void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty, size_t *dirty_len) {
     ouro_safepoint(); /* an allocation slow path: a safepoint (docs/threads.md) */
     if (size <= RUN_MAX_USABLE) {
         uint32_t count = (uint32_t)((size + OURO_POOL_SIZE - 1) >> OURO_POOL_SHIFT);
@@ -333,10 +548,15 @@ void *_ouro_large_alloc(size_t size) {
         ouro_arena_t *a = arena_with_room(count, &i);
         ouro_pool_t *hdr = NULL;
         if (a) {
+            /* pools that were not purged may hold old data (zero/decay invariant); count <= 63 */
+            *dirty = (~a->purged_map >> i) & (((uint64_t)1 << count) - 1);
+            *dirty_len = SIZE_MAX;
             arena_take_locked(a, i, count, OURO_PT_RUN);
             hdr = &a->pools[i];
         }
+        decay_maybe_tick_locked();
         pthread_mutex_unlock(&_ouro_arena_lock);
+        decay_start();
         if (!hdr) return NULL;
         arena_pool_describe(hdr, OURO_PT_RUN);
         hdr->run_pools = count;
@@ -344,7 +564,7 @@ void *_ouro_large_alloc(size_t size) {
         large_account(hdr->run_usable, 1);
         return ouro_pool_data(hdr);
     }
-    return large_huge(size, 0);
+    return large_huge(size, 0, dirty, dirty_len);
 }
 
 /* A dedicated mapping: the arena header at its start, the block `off` bytes after it (POOL_SIZE: pool 1,
@@ -352,22 +572,45 @@ void *_ouro_large_alloc(size_t size) {
  * ARENA_SIZE, so that it lies in the header's chunk; above that at off = ARENA_SIZE, the first byte of
  * the second chunk, with the mapping placed so that this byte is aligned. Either way the header is at
  * ouro_arena_of(p) or one chunk below it, which is how alloc_validate finds it. */
-static void *large_huge(size_t size, size_t align) {
+static void *large_huge(size_t size, size_t align, uint64_t *dirty, size_t *dirty_len) {
     if (size > ((size_t)1 << 46) || align > ((size_t)1 << 46)) {
         _ouro_err_set(OURO_ERR_NOMEM, "out of memory: %zu bytes aligned to %zu is more than an address space", size, align);
         return NULL;
     }
     size_t off = align <= OURO_POOL_SIZE ? OURO_POOL_SIZE : align < OURO_ARENA_SIZE ? align : OURO_ARENA_SIZE;
     size_t map = (size + off + 4095) & ~(size_t)4095;
-    ouro_arena_t *a = align <= OURO_ARENA_SIZE ? _ouro_os_map_aligned(map, OURO_ARENA_SIZE)
-                                               : _ouro_os_map_aligned_at(map, align, OURO_ARENA_SIZE);
+    size_t usable = map - off;
+    ouro_arena_t *a = NULL;
+    pthread_mutex_lock(&_ouro_arena_lock);
+    if (off == OURO_POOL_SIZE) a = huge_cache_take(map); /* the cache holds unaligned mappings only */
+    if (a) _ouro_addrmap_set(a, a->map_size, OURO_CHUNK_HUGE_HEAD);
+    else decay_offset_locked(map, false); /* mapping more: give back as much dirty memory */
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    *dirty = ~(uint64_t)0;
+    if (a) { /* its header is as the free left it, but for the type and the sizes (see _ouro_large_free) */
+        char *p = ouro_pool_data(&a->pools[1]);
+        if (a->huge_dirty > usable) { /* a larger mapping: its old data past this block goes back */
+            _ouro_os_purge(p + usable, a->huge_dirty - usable);
+            a->huge_dirty = usable;
+        }
+        *dirty_len = a->huge_dirty;
+        a->huge_dirty = usable; /* the caller may write all of it */
+        a->huge_usable = usable;
+        a->pools[1].type = OURO_PT_HUGE;
+        large_account(usable, 1);
+        return p;
+    }
+    *dirty_len = 0; /* fresh from the OS */
+    a = align <= OURO_ARENA_SIZE ? _ouro_os_map_aligned(map, OURO_ARENA_SIZE)
+                                 : _ouro_os_map_aligned_at(map, align, OURO_ARENA_SIZE);
     if (!a) return NULL;
     arena_pool_describe(&a->pools[0], OURO_PT_ARENA);
     arena_pool_describe(&a->pools[1], OURO_PT_HUGE);
     a->magic = OURO_ARENA_MAGIC;
     a->map_size = map;
     a->huge_offset = off;
-    a->huge_usable = map - off;
+    a->huge_usable = usable;
+    a->huge_dirty = usable;
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_addrmap_set(a, map, OURO_CHUNK_HUGE_HEAD);
     pthread_mutex_unlock(&_ouro_arena_lock);
@@ -378,7 +621,9 @@ static void *large_huge(size_t size, size_t align) {
 void *_ouro_large_alloc_aligned(size_t size, size_t align) {
     if (align <= OURO_POOL_SIZE) return _ouro_large_alloc(size); /* runs and mappings start POOL_SIZE-aligned */
     ouro_safepoint();
-    return large_huge(size, align);
+    uint64_t dirty;
+    size_t len;
+    return large_huge(size, align, &dirty, &len);
 }
 
 char *_ouro_large_data(ouro_pool_t *hdr) {
@@ -403,9 +648,21 @@ void _ouro_large_free(ouro_pool_t *hdr) {
             ouro_san_unpoison(p + size, a->huge_usable - size);
         }
         pthread_mutex_lock(&_ouro_arena_lock);
+        /* A stray pointer into a cached mapping is not ouro's (a second free is reported, ignored). */
         _ouro_addrmap_set(a, map, OURO_CHUNK_NONE);
+        size_t cached = arena_state.huge_cached, cap = OURO_HUGE_CACHE_MAX;
+        if (cap) cap += (ouro_load_relaxed(&_ouro_counters.bytes_mapped) - cached) / OURO_HUGE_CACHE_SHARE;
+        bool keep = a->huge_offset == OURO_POOL_SIZE && cached + map <= cap; /* aligned ones are unmapped */
+        if (keep) { /* the decay tick after the next unmaps it, unless a request of its size takes it */
+            hdr->type = OURO_PT_FREE;
+            a->young = true;
+            LIST_PUSH(arena_state.huge_cache, a);
+            arena_state.huge_cached = cached + map;
+            decay_arm_locked();
+        }
         pthread_mutex_unlock(&_ouro_arena_lock);
-        _ouro_os_unmap(a, map);
+        if (keep) decay_start();
+        else _ouro_os_unmap(a, map);
         return;
     }
     uint32_t count = hdr->run_pools, i = ouro_pool_index(hdr);
@@ -414,6 +671,7 @@ void _ouro_large_free(ouro_pool_t *hdr) {
     pthread_mutex_lock(&_ouro_arena_lock);
     arena_give_back_locked(ouro_arena_of(hdr), i, count);
     pthread_mutex_unlock(&_ouro_arena_lock);
+    decay_start();
 }
 
 /* ---- abandoned pools --------------------------------------------------------------------------------
@@ -494,6 +752,12 @@ size_t _ouro_arena_abandoned_count_locked(void) { return ouro_load_relaxed(&aren
 size_t _ouro_arena_trim_locked(void) {
     size_t bytes = 0;
     _ouro_arena_collect_abandoned_locked();
+    while (arena_state.huge_cache) {
+        ouro_arena_t *a = arena_state.huge_cache;
+        huge_uncache(a);
+        bytes += a->map_size;
+        _ouro_os_unmap(a, a->map_size);
+    }
     while (arena_state.kept) {
         ouro_arena_t *a = arena_state.kept;
         arena_unlist(a);

@@ -47,6 +47,7 @@ static void heap_atfork_parent(void) {
     pthread_mutex_unlock(&heap_lock);
 }
 static void heap_atfork_child(void) {
+    _ouro_arena_atfork_child();
     pthread_mutex_unlock(&_ouro_arena_lock); /* the child's only thread is the one that locked them */
     pthread_mutex_unlock(&heap_lock);
 }
@@ -240,6 +241,7 @@ static void pool_notify(ouro_pool_t *pool) {
     if (h == &_ouro_heap_abandoned && pthread_mutex_trylock(&_ouro_arena_lock) == 0) {
         _ouro_arena_collect_abandoned_locked(); /* nobody else would collect it soon */
         pthread_mutex_unlock(&_ouro_arena_lock);
+        _ouro_arena_decay_start(); /* a remote free (the lock was free): no heap is half changed */
     }
 }
 
@@ -343,7 +345,10 @@ static void heap_settle(ouro_heap_t *h, ouro_pool_t *pool) {
     }
 }
 
-void _ouro_heap_free_local_slow(ouro_heap_t *h, ouro_pool_t *pool) { heap_settle(h, pool); }
+void _ouro_heap_free_local_slow(ouro_heap_t *h, ouro_pool_t *pool) {
+    heap_settle(h, pool);
+    _ouro_arena_decay_start(); /* the heap is consistent again */
+}
 
 /* Takes the inbox whole (owner only). */
 static ouro_pool_t *heap_inbox_take(ouro_heap_t *h) {
@@ -362,7 +367,16 @@ static void heap_inbox_collect(ouro_heap_t *h, bool settle) {
 
 /* ---- allocation slow path ---------------------------------------------------------------------------- */
 
+static void *heap_alloc_refill(ouro_heap_t *h, unsigned kind, unsigned cls);
+
 void *_ouro_heap_alloc_slow(ouro_heap_t *h, unsigned kind, unsigned cls) {
+    void *b = heap_alloc_refill(h, kind, cls);
+    _ouro_arena_decay_start(); /* here, where the heap is consistent again (see its comment) */
+    return b;
+}
+
+/* Refills the current pool of (kind, cls) and takes a block from it. */
+static void *heap_alloc_refill(ouro_heap_t *h, unsigned kind, unsigned cls) {
     ouro_safepoint(); /* every allocation slow path is a safepoint (docs/threads.md) */
     if (h == &_ouro_heap_empty) {
         h = heap_attach();
@@ -456,6 +470,7 @@ static void heap_thread_exit(void *arg) {
     if (guard && guard()) return; /* the thread was attached: its detach abandoned the heap */
     heap_retire(h);
     _ouro_tls_heap = &_ouro_heap_empty;
+    _ouro_arena_decay_start(); /* the pools it gave back decay even if no other thread allocates */
 }
 
 void _ouro_alloc_abandon_vanished(ouro_heap_t *h) {

@@ -157,8 +157,12 @@ static inline bool ouro_link_ok(const void *b, uintptr_t next) {
  * guarded by the arena lock. A dedicated mapping (HUGE) has the same header; its block starts at pool
  * 1 and pools[1] describes it.
  * Counts invariant: nfree == popcount(free_map) == pools in state FREE; an arena with nfree ==
- * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the kept-empty list (purged) or unmapped.
- * An arena with 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first). */
+ * POOLS_PER_ARENA - 1 and ndeferred == 0 is empty: it is on the empty list (unmapped by the decay
+ * tick once its pools are purged, except OURO_KEEP_EMPTY of them) or unmapped. An arena with
+ * 0 < nfree < POOLS_PER_ARENA - 1 is on usable bucket [nfree] (fullest first).
+ * Zero/decay invariant: purged_map is a subset of free_map; a pool in it reads as zeros (fresh from
+ * mmap, or purged with MADV_DONTNEED). young_map is a subset of free_map & ~purged_map: the dirty pools
+ * freed since the last decay tick (arena.c), which the next tick ages instead of purging. */
 /* Where a full collection keeps the counts of one GC pool's blocks (gc/scan.c): block i's entry is
  * index - 1 + i of the collection's side table; index 0 means the pool is not in the collection. magic
  * turns a byte offset into a block index: off * magic >> 32 (exact for off < 2^32 / block_size). Set and
@@ -174,14 +178,17 @@ struct ouro_arena_s {
     uint32_t ndeferred;             /* pools waiting for a grace period */
     uint32_t bucket;                /* usable bucket it is on, 0 when none */
     uint64_t free_map;              /* bit i: pool i is FREE */
-    uint64_t purged_map;            /* bit i: free pool i's pages are returned to the OS */
-    ouro_arena_t *next, *prev;      /* bucket or kept-empty list */
+    uint64_t purged_map;            /* bit i: free pool i's pages are returned to the OS (read as zeros) */
+    uint64_t young_map;             /* bit i: free pool i became dirty in the current decay epoch */
+    ouro_arena_t *next, *prev;      /* bucket, empty list, or (HUGE) the cache of free mappings */
     ouro_arena_t *all_next, *all_prev; /* every mapped arena */
     size_t map_size;                /* bytes mapped (HUGE: the whole mapping) */
-    size_t huge_usable;             /* HUGE: usable bytes */
+    size_t huge_usable;             /* HUGE: usable bytes (reused from the cache: those of this request) */
     size_t huge_offset;             /* HUGE: where the block starts, from the header (POOL_SIZE; an aligned
                                      * block: its alignment, at most ARENA_SIZE: see _ouro_large_alloc_aligned) */
-    bool on_kept;                   /* on the kept-empty list */
+    size_t huge_dirty;              /* HUGE: bytes from the block's start that may hold old data */
+    bool on_kept;                   /* on the empty list */
+    bool young;                     /* HUGE, cached: freed in the current decay epoch */
     _Atomic uint8_t pool_state[64]; /* OURO_PT_* of each pool (written under the lock, read by validation) */
     ouro_pool_t pools[OURO_POOLS_PER_ARENA] __attribute__((aligned(64))); /* [0]: the header itself */
     ouro_gc_slot gc_slot[OURO_POOLS_PER_ARENA]; /* the collector's, during a full collection (gc/scan.c) */
@@ -305,6 +312,10 @@ OURO_INTERNAL void *_ouro_large_alloc(size_t size);
 OURO_INTERNAL void *_ouro_large_alloc_aligned(size_t size, size_t align);
 /* The first byte of the large block that hdr (a RUN's first pool, or a HUGE mapping's pools[1]) describes. */
 OURO_INTERNAL char *_ouro_large_data(ouro_pool_t *hdr);
+/* The same for calloc: the block reads as zeros except, perhaps, in its first *dirty_len bytes where
+ * bit j of *dirty is set (bytes [j, j + 1) * POOL_SIZE); the rest is fresh or purged pages (the
+ * zero/decay invariant). A run sets *dirty_len = SIZE_MAX, a dedicated mapping *dirty = ~0. */
+OURO_INTERNAL void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty, size_t *dirty_len);
 OURO_INTERNAL void _ouro_large_free(ouro_pool_t *hdr);
 OURO_INTERNAL size_t _ouro_large_usable(ouro_pool_t *hdr);
 /* Abandoned pools, by (kind, cls): push one, adopt one with free blocks for heap h. */
@@ -312,8 +323,15 @@ OURO_INTERNAL void _ouro_arena_abandon_locked(ouro_pool_t *pool);
 OURO_INTERNAL ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls);
 /* Collects pending remote frees of abandoned pools; releases the emptied ones. */
 OURO_INTERNAL void _ouro_arena_collect_abandoned_locked(void);
-/* Purges free pools and unmaps every kept empty arena; returns bytes returned to the OS. */
+/* Purges free pools, unmaps every empty arena and cached mapping; returns bytes returned to the OS. */
 OURO_INTERNAL size_t _ouro_arena_trim_locked(void);
+/* Starts the decay thread if memory has turned dirty and none runs yet (one relaxed load otherwise).
+ * Called without the arena lock, where the calling heap is consistent: the thread's start may allocate,
+ * through ouro when ouro is the program's malloc. */
+OURO_INTERNAL void _ouro_arena_decay_start(void);
+/* fork() child (arena lock held): the decay thread did not survive the fork; the next dirty pool
+ * starts a new one. */
+OURO_INTERNAL void _ouro_arena_atfork_child(void);
 OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
 
 /* The grace-period hook for emptied OBJECT/GC pools (the brief's constraint (1)): until it is

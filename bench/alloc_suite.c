@@ -14,9 +14,12 @@
 #include <ouro.h>
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 #include <time.h>
 
 typedef void *(*alloc_fn)(size_t size);
@@ -318,9 +321,9 @@ static void case_larson(const bench_run *r)
     alloc_measure(r, larson_kernel, lin, r->ops / 16, r->ops);
 }
 
-/* ---- test-stress ---------------------------------------------------------------------------------
- * mimalloc's test-stress, written from its description. Parameters: THREADS=32, SCALE=50, ITER=50
- * (--quick: SCALE=10, ITER=10). Each of ITER iterations starts THREADS fresh threads and joins them.
+/* ---- test-stress-small -----------------------------------------------------------------------------
+ * A light variant of mimalloc's test-stress (the published shape is `test-stress` below): a much
+ * smaller live set. Parameters: THREADS=32, SCALE=50, ITER=50 (--quick: SCALE=10, ITER=10). Each of ITER iterations starts THREADS fresh threads and joins them.
  * A thread takes SCALE*100 steps; each allocates a block — 99% of 8..256 bytes, 1% of up to 64 KiB —
  * that either stays for the thread's life (1 in 10, in its retained array) or replaces, and frees, a
  * random one of STRESS_LOCAL short-lived blocks; in 1 step of 4 a random short-lived block is swapped
@@ -410,10 +413,10 @@ ALLOC_INLINE void stress_drain(alloc_fn alloc, free_fn dealloc, _Atomic(void *) 
 
 ALLOC_THREAD_ENTRY(stress_thread_main, stress_thread, stress_body)
 
-static void case_test_stress(const bench_run *r)
+static void case_test_stress_small(const bench_run *r)
 {
     size_t scale = r->quick ? 10 : 50, iters = r->quick ? 10 : 50;
-    bench_note(r, "THREADS=%d SCALE=%zu ITER=%zu (mimalloc test-stress pattern; blocks checked at free)",
+    bench_note(r, "THREADS=%d SCALE=%zu ITER=%zu (small live set; blocks checked at free)",
                STRESS_THREADS, scale, iters);
     stress_thread t[STRESS_THREADS];
     pthread_t th[STRESS_THREADS];
@@ -428,6 +431,154 @@ static void case_test_stress(const bench_run *r)
     ALLOC_WITH_API(r, stress_drain, stress_transfer);
     bench_report(r, "wall_s", (double)(bench_now_ns() - t0) * 1e-9);
     bench_report(r, "peak_rss_bytes", (double)bench_peak_rss_bytes());
+}
+
+/* ---- test-stress ---------------------------------------------------------------------------------
+ * mimalloc's test/test-stress.c at its published shape, written from its description: THREADS=32,
+ * SCALE=50, ITER=50 (--quick: ITER=10; SCALE and THREADS stay). Each iteration starts THREADS threads
+ * and joins them. Thread tid makes 100 * SCALE * (tid % 8 + 1) allocations into a `data` array that
+ * grows by realloc in steps of 100000 entries, plus half as many into a `retained` array (calloc'ed)
+ * that lives until the thread ends. Each step allocates — a data block of 1..16 words, or a retained
+ * one of 1..64 words, powers of two — then with chance 66 frees a random data entry and with chance 25
+ * swaps a random data entry with a random slot of the TRANSFERS-slot global transfer array. A chance
+ * p is `rand % 100 <= p` as published, so "1" is 2%: 2% of requests are 100x larger, and of those 2%
+ * are 10000x and 11% 1000x (blocks of up to 5 MiB). Every block comes from calloc and is filled with
+ * (n - i) ^ cookie, checked at free. After each join, each transfer slot is emptied with chance 50
+ * (all of them after the last iteration). Metrics cover the iterations: wall time, peak RSS, and
+ * (getrusage) system time and minor page faults. */
+enum {
+    TS_THREADS = 32,
+    TS_SCALE = 50,
+    TS_TRANSFERS = 1000,
+    TS_DATA_STEP = 100000, /* data array growth, entries */
+};
+#define TS_COOKIE ((uint64_t)0xbf58476d1ce4e5b9u)
+
+static _Atomic(void *) ts_transfer[TS_TRANSFERS];
+
+typedef void *(*calloc_fn)(size_t n, size_t size);
+typedef void *(*realloc_fn)(void *p, size_t size);
+
+/* Runs body(calloc, realloc, free, ...) with the subject's allocator bound at compile time. */
+#define TS_WITH_API(r, body, ...)                                                                        \
+    (bench_is_ouro(r) ? body(ouro_calloc, ouro_realloc, ouro_free, __VA_ARGS__)                          \
+                      : body(calloc, realloc, free, __VA_ARGS__))
+
+typedef struct ts_thread {
+    const bench_run *r;
+    size_t tid;
+} ts_thread;
+
+/* true with the published odds: rand % 100 <= perc. */
+static inline bool ts_chance(bench_rng *rng, uint32_t perc) { return bench_rand(rng) % 100 <= perc; }
+
+ALLOC_INLINE uint64_t *ts_alloc_items(calloc_fn xcalloc, realloc_fn xrealloc, free_fn xfree, size_t n,
+                                      bench_rng *rng)
+{
+    if (ts_chance(rng, 1)) {
+        if (ts_chance(rng, 1)) n *= 10000;
+        else if (ts_chance(rng, 10)) n *= 1000;
+        else n *= 100;
+    }
+    if (n == 40) n++; /* as published (a size pthreads uses for its stacks) */
+    uint64_t *p = xcalloc(n, sizeof *p);
+    if (!p) bench_fail("calloc(%zu, 8) failed", n);
+    /* Not in the published test: a cheap check of calloc's zeroing (its first and last words). */
+    if (p[0] != 0 || p[n - 1] != 0) bench_fail("calloc: block %p of %zu words is not zeroed", (void *)p, n);
+    for (size_t i = 0; i < n; i++) p[i] = (n - i) ^ TS_COOKIE;
+    return p;
+}
+
+ALLOC_INLINE void ts_free_items(calloc_fn xcalloc, realloc_fn xrealloc, free_fn xfree, uint64_t *p)
+{
+    if (p) {
+        size_t n = (size_t)(p[0] ^ TS_COOKIE);
+        for (size_t i = 0; i < n; i++)
+            if ((p[i] ^ TS_COOKIE) != n - i) bench_fail("block %p of %zu words: word %zu overwritten", (void *)p, n, i);
+    }
+    xfree(p);
+}
+
+ALLOC_INLINE void ts_body(calloc_fn xcalloc, realloc_fn xrealloc, free_fn xfree, const ts_thread *t)
+{
+    bench_rng rng = bench_rng_seed(t->tid * 43);
+    size_t allocs = 100 * (size_t)TS_SCALE * (t->tid % 8 + 1), retain = allocs / 2;
+    uint64_t **data = NULL, **retained = xcalloc(retain, sizeof *retained);
+    size_t data_size = 0, data_top = 0, retain_top = 0;
+    if (!retained) bench_fail("calloc of the retained array failed");
+    while (allocs > 0 || retain > 0) {
+        if (retain == 0 || (ts_chance(&rng, 50) && allocs > 0)) {
+            allocs--;
+            if (data_top >= data_size) {
+                data_size += TS_DATA_STEP;
+                data = xrealloc(data, data_size * sizeof *data);
+                if (!data) bench_fail("realloc of the data array failed");
+            }
+            data[data_top++] = ts_alloc_items(xcalloc, xrealloc, xfree, (size_t)1 << (bench_rand(&rng) % 5), &rng);
+        } else {
+            retained[retain_top++] = ts_alloc_items(xcalloc, xrealloc, xfree, (size_t)1 << (bench_rand(&rng) % 7), &rng);
+            retain--;
+        }
+        if (ts_chance(&rng, 66) && data_top > 0) {
+            size_t i = bench_rand(&rng) % data_top;
+            ts_free_items(xcalloc, xrealloc, xfree, data[i]);
+            data[i] = NULL;
+        }
+        if (ts_chance(&rng, 25) && data_top > 0) {
+            size_t i = bench_rand(&rng) % data_top, j = bench_rand(&rng) % TS_TRANSFERS;
+            /* acq_rel pairs with the same exchange in other threads (and the main thread's): the release
+             * publishes the pattern of the block put in, the acquire sees that of the block taken out. */
+            data[i] = atomic_exchange_explicit(&ts_transfer[j], data[i], memory_order_acq_rel);
+        }
+    }
+    for (size_t i = 0; i < retain_top; i++) ts_free_items(xcalloc, xrealloc, xfree, retained[i]);
+    for (size_t i = 0; i < data_top; i++) ts_free_items(xcalloc, xrealloc, xfree, data[i]);
+    xfree(retained);
+    xfree(data);
+}
+
+/* Empties each transfer slot with chance 50, or every slot when all is set. */
+ALLOC_INLINE void ts_drain(calloc_fn xcalloc, realloc_fn xrealloc, free_fn xfree, bench_rng *rng, bool all)
+{
+    for (size_t j = 0; j < TS_TRANSFERS; j++)
+        if (ts_chance(rng, 50) || all)
+            ts_free_items(xcalloc, xrealloc, xfree, atomic_exchange_explicit(&ts_transfer[j], NULL, memory_order_acq_rel));
+}
+
+static void *ts_thread_main(void *arg)
+{
+    ts_thread *t = arg;
+    TS_WITH_API(t->r, ts_body, t);
+    return NULL;
+}
+
+static double ts_seconds(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6; }
+
+static void case_test_stress(const bench_run *r)
+{
+    size_t iters = r->quick ? 10 : 50;
+    bench_note(r, "THREADS=%d SCALE=%d ITER=%zu TRANSFERS=%d (mimalloc test-stress; calloc'ed blocks checked at free)",
+               TS_THREADS, TS_SCALE, iters, TS_TRANSFERS);
+    ts_thread t[TS_THREADS];
+    pthread_t th[TS_THREADS];
+    bench_rng rng = bench_rng_seed(0x7feb352d);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    uint64_t t0 = bench_now_ns();
+    for (size_t it = 0; it < iters; it++) {
+        for (size_t i = 0; i < TS_THREADS; i++) {
+            t[i] = (ts_thread){ r, i };
+            th[i] = bench_thread_start(ts_thread_main, &t[i]);
+        }
+        for (size_t i = 0; i < TS_THREADS; i++) bench_thread_join(th[i]);
+        TS_WITH_API(r, ts_drain, &rng, it + 1 == iters);
+    }
+    uint64_t t1 = bench_now_ns();
+    getrusage(RUSAGE_SELF, &ru1);
+    bench_report(r, "wall_s", (double)(t1 - t0) * 1e-9);
+    bench_report(r, "peak_rss_bytes", (double)bench_peak_rss_bytes());
+    bench_report(r, "sys_s", ts_seconds(ru1.ru_stime) - ts_seconds(ru0.ru_stime));
+    bench_report(r, "minor_faults", (double)(ru1.ru_minflt - ru0.ru_minflt));
 }
 
 /* ---- drain-rss -------------------------------------------------------------------------------- */
@@ -509,9 +660,13 @@ static const bench_case alloc_cases[] = {
                      "op = free a random slot of 1000 + allocate 16..512 B; 2 threads, successor per 10k",
                      case_larson),
     { .name = "test-stress",
-      .about = "mimalloc's test-stress: 32 threads per iteration, blocks exchanged, patterns checked",
-      .metrics = { "wall_s", "peak_rss_bytes" },
+      .about = "mimalloc's test-stress as published: 32 threads x 50 iterations, calloc/realloc, checked",
+      .metrics = { "wall_s", "peak_rss_bytes", "sys_s", "minor_faults" },
       .run = case_test_stress },
+    { .name = "test-stress-small",
+      .about = "test-stress with a small live set: 32 threads per iteration, blocks exchanged, checked",
+      .metrics = { "wall_s", "peak_rss_bytes" },
+      .run = case_test_stress_small },
     { .name = "drain-rss",
       .about = "1 GiB (--quick: 256 MiB) live of 16..512 B, all freed, lowest RSS within 1 s; no trim calls",
       .metrics = { "peak_rss_bytes", "after_free_rss_bytes", "after_free_over_baseline" },

@@ -547,12 +547,15 @@ static bool alloc_drain_round(stress_worker *mw, alloc_state *st, size_t total) 
     return ok;
 }
 
-/* Waits up to ALLOC_DRAIN_POLL_S for RSS to fall to limit; returns the last reading, *waited the
- * seconds it took. */
-static size_t alloc_drain_settle(stress_ctx *ctx, size_t limit, double *waited) {
+/* Waits up to ALLOC_DRAIN_POLL_S for RSS to fall to limit and the bytes mapped to mapped_limit (the
+ * decay unmaps an empty arena up to one epoch after its pages went back: alloc/arena.c); returns the
+ * last RSS reading, *waited the seconds it took. */
+static size_t alloc_drain_settle(stress_ctx *ctx, size_t limit, size_t mapped_limit, double *waited) {
     double start = stress_now();
     size_t rss = stress_rss_sample(ctx);
-    while (rss > limit && stress_now() - start < ALLOC_DRAIN_POLL_S) {
+    ouro_alloc_stats_t s;
+    while ((rss > limit || (ouro_alloc_stats(&s) == 0 && s.bytes_mapped > mapped_limit)) &&
+           stress_now() - start < ALLOC_DRAIN_POLL_S) {
         stress_sleep(0.005);
         rss = stress_rss_sample(ctx);
     }
@@ -589,7 +592,7 @@ static bool alloc_drain_body(stress_worker *mw, alloc_state *st) {
     do {
         if (!alloc_drain_round(mw, st, st->p->drain_total)) return false;
         double waited = 0;
-        size_t rss = alloc_drain_settle(ctx, limit, &waited);
+        size_t rss = alloc_drain_settle(ctx, limit, base_mapped + s.arena_size, &waited);
         if (ouro_alloc_stats(&s) != 0) return stress_fail(ctx, "ouro_alloc_stats: %s", ouro_err_message());
         rounds++;
         alloc_fmt_levels(rss_levels, sizeof rss_levels, base_rss, st->peak_rss, rss);
