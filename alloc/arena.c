@@ -63,9 +63,11 @@ static struct {
  * before taking it); everything else is guarded by the arena lock. */
 static struct {
     pthread_cond_t cond;             /* signalled when memory turns dirty while the thread idles */
-    _Atomic bool started;            /* a thread was started (or its start failed: not retried) */
+    _Atomic bool started;            /* a thread was started (or is being started) */
     _Atomic bool wanted;             /* memory turned dirty before a thread was started */
     bool idle;                       /* waiting without a deadline: nothing is dirty */
+    bool cond_ready;                 /* cond is initialised */
+    uint64_t retry_ms;               /* a refused start is tried again from this time on */
 } decay;
 
 static void decay_offset_locked(size_t bytes, bool pools_first);
@@ -357,15 +359,17 @@ static void decay_cond_init(void) {
 }
 
 /* Starts the decay thread once memory has turned dirty (called without the arena lock, where no
- * allocator state is half changed: pthread_create may call malloc, which may be ouro's). A failed start
- * is not retried: ticks still run on the threads that take and give back memory. */
+ * allocator state is half changed: pthread_create may call malloc, which may be ouro's). A refused start
+ * (ouro_debug_fail_thread_create, or the OS) is tried again a second later by the next caller; meanwhile
+ * ticks still run on the threads that take and give back memory. */
 static void decay_start(void) {
     if (OURO_LIKELY(ouro_load_relaxed(&decay.started)) || !ouro_load_relaxed(&decay.wanted)) return;
     pthread_mutex_lock(&_ouro_arena_lock);
-    bool go = !ouro_load_relaxed(&decay.started);
+    bool go = !ouro_load_relaxed(&decay.started) && decay_now_ms() >= decay.retry_ms;
     if (go) {
         ouro_store_relaxed(&decay.started, true);
-        decay_cond_init();
+        if (!decay.cond_ready) decay_cond_init();
+        decay.cond_ready = true;
     }
     pthread_mutex_unlock(&_ouro_arena_lock);
     if (!go) return;
@@ -377,9 +381,16 @@ static void decay_start(void) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
-    if (pthread_create(&t, &attr, arena_decay_main, NULL) == 0) pthread_setname_np(t, "ouro-decay");
+    int rc = _ouro_sys_thread_create(&t, &attr, arena_decay_main, NULL);
+    if (rc == 0) pthread_setname_np(t, "ouro-decay");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_mutex_lock(&_ouro_arena_lock);
+        decay.retry_ms = decay_now_ms() + 1000;
+        ouro_store_relaxed(&decay.started, false);
+        pthread_mutex_unlock(&_ouro_arena_lock);
+    }
 }
 
 void _ouro_arena_decay_start(void) { decay_start(); }
@@ -387,7 +398,9 @@ void _ouro_arena_decay_start(void) { decay_start(); }
 void _ouro_arena_atfork_child(void) {
     /* The thread did not survive the fork; its condition variable may record it as a waiter. */
     decay_cond_init();
+    decay.cond_ready = true;
     decay.idle = false;
+    decay.retry_ms = 0;
     ouro_store_relaxed(&decay.wanted, decay_pending());
     ouro_store_relaxed(&decay.started, false);
 }

@@ -132,10 +132,11 @@ void ouro_debug_fail_malloc(unsigned long nth);
 #define OURO_HAVE_DEBUG_FAIL_MALLOC 1
 
 /* Fault injection: the nth thread ouro starts from now (its deferred-callback reclaimer, the stop
- * watchdog, the collector's helper; 1 = the next one) is not created, as if pthread_create failed with
- * EAGAIN. Each copes: the reclaimer is started again by the next deferral and by a waiting barrier (a
- * warning once), the watchdog at the next stop, and a collector without its helper scans alone. 0
- * disarms. Process-wide. */
+ * watchdog, the collector's helper, the allocator's decay thread; 1 = the next one) is not created, as
+ * if pthread_create failed with EAGAIN. Each copes: the reclaimer is started again by the next deferral
+ * and by a waiting barrier (a warning once), the watchdog at the next stop, a collector without its
+ * helper scans alone, and the decay thread is tried again a second later (meanwhile the threads that
+ * take and give back memory run its ticks). 0 disarms. Process-wide. */
 void ouro_debug_fail_thread_create(unsigned long nth);
 
 /* Fault injection: the nth getrandom() call of ouro from now (the hash key, a hardened heap's keys)
