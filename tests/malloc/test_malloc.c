@@ -127,7 +127,7 @@ static void test_usable_size_agrees(void **state) {
      * geometry from the stats, so that a torture build (8 KiB pools, 128 KiB arenas) checks the same */
     size_t pool = st.pool_size, run_max = (st.arena_size / pool - 1) * pool, pg = 4096;
     struct { size_t n, usable; } large[] = {
-        {8193, pool}, {pool, pool}, {pool + 1, 2 * pool}, {run_max, run_max},
+        {8193, (8192 / pool + 1) * pool}, {pool, pool}, {pool + 1, 2 * pool}, {run_max, run_max},
         {run_max + 1, run_max + pg}, {(size_t)5 << 20, (size_t)5 << 20},
     };
     for (size_t i = 0; i < sizeof large / sizeof large[0]; i++) {
