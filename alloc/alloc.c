@@ -228,7 +228,7 @@ void *ouro_calloc(size_t n, size_t size) {
 }
 
 /* Blocks of class s start at pool + i * s in POOL_SIZE-aligned pools: a class whose size is a multiple
- * of the alignment gives aligned blocks (alignments up to 4096). Larger blocks start POOL_SIZE-aligned;
+ * of the alignment gives aligned blocks (alignments up to 8192). Larger blocks start POOL_SIZE-aligned;
  * above that, a dedicated mapping places its block (_ouro_large_alloc_aligned). */
 void *ouro_alloc_aligned(size_t alignment, size_t size) {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {

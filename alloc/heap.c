@@ -25,7 +25,7 @@ __thread ouro_heap_t *_ouro_tls_heap OURO_TLS_FAST = &_ouro_heap_empty;
 const uint16_t _ouro_class_size[OURO_NCLASSES] = {
     16,   32,   48,   64,   80,   96,   112,  128,  144,  160,  176,  192,  208,  224,  240,
     256,  272,  288,  304,  320,  336,  352,  368,  384,  400,  416,  432,  448,  464,  480,
-    496,  512,  640,  768,  896,  1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
+    496,  512,  640,  768,  896,  1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5456, 8192,
 };
 
 /* Heap registry: every heap ever made (they are never unmapped), guarded by heap_lock. */

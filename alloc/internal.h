@@ -31,8 +31,8 @@
 
 #define OURO_NSMALL 32         /* 16..512 in 16-byte steps */
 #define OURO_SMALL_MAX 512
-#define OURO_NCLASSES 44       /* + 640..4096, four classes per doubling */
-#define OURO_MEDIUM_MAX 4096
+#define OURO_NCLASSES 46       /* + 640..4096, four classes per doubling, + 5456 and 8192 */
+#define OURO_MEDIUM_MAX 8192
 #define OURO_ALIGN 16
 
 /* Debug builds keep an 8-byte canary at the end of every block, sanitized builds a redzone after it
@@ -250,9 +250,12 @@ OURO_INTERNAL extern __thread ouro_heap_t *_ouro_tls_heap OURO_TLS_FAST;
 /* ---- size classes --------------------------------------------------------------------------------- */
 OURO_INTERNAL extern const uint16_t _ouro_class_size[OURO_NCLASSES];
 
-/* Class of a request of req bytes, 1 <= req <= OURO_MEDIUM_MAX. */
+/* Class of a request of req bytes, 1 <= req <= OURO_MEDIUM_MAX. Above 4096 two classes: 5456 and 8192,
+ * the largest 16-byte multiples of which a 16 KiB pool holds 3 and 2 (a program's 4-5 KiB buffers,
+ * SQLite's pages with their headers, would otherwise take a 16 KiB run each). */
 static inline unsigned ouro_size_class(size_t req) {
     if (req <= OURO_SMALL_MAX) return (unsigned)((req - 1) >> 4);
+    if (req > 4096) return req <= 5456 ? OURO_NCLASSES - 2 : OURO_NCLASSES - 1;
     unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)(req - 1)); /* 9..11 */
     return OURO_NSMALL + (b - 9) * 4 + (unsigned)((req - 1) >> (b - 2)) - 4;
 }

@@ -27,7 +27,7 @@ static void check_size(size_t size) {
 
 static void test_size_boundaries(void **state) {
     const size_t sizes[] = {0,    1,    8,    15,   16,   17,   31,   32,   33,   127,   128,    129,
-                            496,  511,  512,  513,  640,  641,  1024, 1025, 4095,  4096,   4097,  16384,
+                            496,  511,  512,  513,  640,  641,  1024, 1025, 4095,  4096,   4097,  5456,  5457,  8192,  8193,  16384,
                             65536, (1u << 20) - 1, 1u << 20, (1u << 20) + 1, 3u << 20, 64u << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_size(sizes[i]);
     assert_int_equal(ouro_alloc_check(), 0);
@@ -63,15 +63,19 @@ static void test_size_zero_unique(void **state) {
 static void test_class_sizes(void **state) {
     ouro_alloc_stats_t st;
     ouro_alloc_stats(&st);
-    assert_int_equal(st.nclasses, 44);
+    assert_int_equal(st.nclasses, 46);
     for (size_t c = 0; c < 32; c++) assert_int_equal(st.classes[c].block_size, 16 * (c + 1));
     assert_int_equal(st.classes[43].block_size, 4096);
-    for (size_t size = 1; size <= 4096 - OURO_PAD; size++) {
+    assert_int_equal(st.classes[44].block_size, 5456); /* 3 to a 16 KiB pool */
+    assert_int_equal(st.classes[45].block_size, 8192); /* 2 */
+    size_t c = 0;
+    for (size_t size = 1; size <= 8192 - OURO_PAD; size++) {
         void *p = ouro_alloc(size);
-        size_t want = size + OURO_PAD <= 512 ? ((size + OURO_PAD + 15) & ~(size_t)15) : 0;
+        while (st.classes[c].block_size < size + OURO_PAD) c++; /* the smallest class that holds it */
+        size_t want = size + OURO_PAD <= 512 ? ((size + OURO_PAD + 15) & ~(size_t)15) : st.classes[c].block_size;
         if (OURO_SAN) assert_int_equal(ouro_usable_size(p), size); /* alloc/sanitize.h */
-        else if (want) assert_int_equal(ouro_usable_size(p), want - OURO_PAD);
-        else assert_true(ouro_usable_size(p) >= size && ouro_usable_size(p) <= size * 5 / 4 + 128);
+        else assert_int_equal(ouro_usable_size(p), want - OURO_PAD);
+        assert_true(want <= (size + OURO_PAD) * 3 / 2 + 16); /* the classes' spacing: under 1.5x rounding */
         ouro_free(p);
     }
 }
@@ -173,7 +177,7 @@ static void test_alloc_aligned(void **state) {
             assert_int_equal((uintptr_t)p % (align > 16 ? align : 16), 0);
             size_t u = ouro_usable_size(p);
             assert_true(u >= n);
-            if (align <= 4096 && n + OURO_PAD <= 4096) assert_true(u <= 4096); /* a size class */
+            if (align <= 8192 && n + OURO_PAD <= 8192) assert_true(u <= 8192); /* a size class */
             memset(p, 0x6b, u);
             if (i % 2) { /* realloc keeps the contents; the first bytes at least */
                 char *q = ouro_realloc(p, u + 100);

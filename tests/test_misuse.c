@@ -288,7 +288,7 @@ static void test_type_used_after_free(void **state) {
 
 /* ---- blocks: freed twice, used after free, an object given to ouro_realloc ------------------------------ */
 static void child_large_double_free(void) {
-    void *p = ouro_alloc(5000);
+    void *p = ouro_alloc(20000); /* a run of pools */
     ouro_free(p);
     ouro_free(p);
     _exit(0);

@@ -1,6 +1,6 @@
 /* ouro/alloc.h — the allocator: per-thread heaps of pools over a shared arena.
  *
- * Requests of 1..512 bytes come from 16-byte size classes (pymalloc's), 513..4096 bytes from a few
+ * Requests of 1..512 bytes come from 16-byte size classes (pymalloc's), 513..8192 bytes from a few
  * wider classes, both carved out of 16 KiB pools that belong to one thread's heap; larger requests take
  * a run of pools, and the largest a dedicated mapping. Every pointer returned is 16-byte aligned.
  * Any thread may free any block; a thread that never called ouro before gets a heap on its first
@@ -29,7 +29,7 @@ void *ouro_calloc(size_t n, size_t size);
  * (any: 1 .. 2^46); freed with ouro_free, sized by ouro_usable_size, resized by ouro_realloc (which
  * keeps only the 16-byte alignment when it moves the block). NULL with OURO_ERR_INVALID when alignment
  * is not a power of two, with OURO_ERR_NOMEM when the OS refuses memory. Cost by alignment: up to 16
- * the same as ouro_alloc; up to 4096 a block of the smallest size class that is a multiple of the
+ * the same as ouro_alloc; up to 8192 a block of the smallest size class that is a multiple of the
  * alignment (at most 2x the size asked for, no extra work); up to 16 KiB (the pool size) a large block
  * (a run of pools, from 16 KiB); above that a dedicated mapping, one mmap and munmap per block, its
  * block placed `alignment` bytes (at most 1 MiB) after a 16 KiB header, so the untouched gap costs

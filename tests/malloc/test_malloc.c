@@ -113,8 +113,8 @@ static void test_usable_size_agrees(void **state) {
     (void)state;
     ouro_alloc_stats_t st;
     assert_int_equal(stats(&st), 0);
-    assert_int_equal(st.classes[st.nclasses - 1].block_size, 4096);
-    for (size_t n = 0; n <= 4096; n++) {
+    assert_int_equal(st.classes[st.nclasses - 1].block_size, 8192);
+    for (size_t n = 0; n <= 8192; n++) {
         unsigned char *p = malloc(n);
         assert_non_null(p);
         assert_int_equal((uintptr_t)p % 16, 0);
@@ -127,7 +127,7 @@ static void test_usable_size_agrees(void **state) {
      * geometry from the stats, so that a torture build (8 KiB pools, 128 KiB arenas) checks the same */
     size_t pool = st.pool_size, run_max = (st.arena_size / pool - 1) * pool, pg = 4096;
     struct { size_t n, usable; } large[] = {
-        {4097, pool}, {pool, pool}, {pool + 1, 2 * pool}, {run_max, run_max},
+        {8193, (8192 / pool + 1) * pool}, {pool, pool}, {pool + 1, 2 * pool}, {run_max, run_max},
         {run_max + 1, run_max + pg}, {(size_t)5 << 20, (size_t)5 << 20},
     };
     for (size_t i = 0; i < sizeof large / sizeof large[0]; i++) {
