@@ -112,11 +112,15 @@ static void dealloc_drain(void) {
     }
 }
 
+/* Debug builds (level >= 1): stops a thread inside an offline section that calls fn on o. */
+static inline void object_check_online(const char *fn, const ouro_object *o) {
+    if (OURO_DEBUG_LEVEL < 1) return;
+    ouro_thread_t *t = _ouro_tls_thread;
+    if (t && t->offline_depth > 0) _ouro_object_offline_misuse(fn, o);
+}
+
 void ouro_dealloc(ouro_object *o) {
-    if (OURO_DEBUG_LEVEL >= 1) { /* a free races with other threads' collections while we are offline */
-        ouro_thread_t *t = _ouro_tls_thread;
-        if (t && t->offline_depth > 0) _ouro_object_offline_misuse("ouro_decref (of the last reference)", o);
-    }
+    object_check_online("ouro_decref (of the last reference)", o); /* a free races with collections while offline */
     object_dying(o);
     if (tls_dealloc_depth >= DEALLOC_DEPTH) {
         dealloc_later(o);
@@ -555,10 +559,7 @@ static void brc_init(void) {
 
 /* Registers the calling thread as an owner (attaching it first). false with an error set. */
 bool _ouro_object_thread_ready_on(const char *fn, const ouro_object *o) {
-    if (OURO_DEBUG_LEVEL >= 1) {
-        ouro_thread_t *t = _ouro_tls_thread;
-        if (t && t->offline_depth > 0) _ouro_object_offline_misuse(fn, o);
-    }
+    object_check_online(fn, o);
     if (tls_brc) return true;
     if (ouro_thread_attach() != 0) return false;
     pthread_once(&brc_once, brc_init);
