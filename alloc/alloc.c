@@ -251,13 +251,6 @@ void *ouro_alloc_aligned(size_t alignment, size_t size) {
 
 /* ---- free ----------------------------------------------------------------------------------------------- */
 
-/* A local free whose link word looks like a free block's (hardened builds): confirm, then free. */
-static OURO_NOINLINE void free_local_suspect(ouro_heap_t *h, ouro_pool_t *pool, ouro_block_t *b) {
-    _ouro_block_check_double_free(pool, b, true); /* does not return on a double free */
-    uint32_t used = ouro_pool_push_local(pool, b);
-    if (pool->flags != 0 && (pool->flags == OURO_PF_FULL || used == 0)) _ouro_heap_free_local_slow(h, pool);
-}
-
 /* A block whose pool this thread does not own: remote, abandoned, or large. */
 static OURO_NOINLINE void free_generic(ouro_pool_t *pool, void *p) {
     if (OURO_DEBUG_LEVEL == 0 && !(pool = alloc_validate(p, free_fn))) return;
@@ -296,10 +289,6 @@ static inline void free_block(void *p, bool object) {
     }
     ouro_heap_t *h = _ouro_tls_heap;
     if (OURO_LIKELY(ouro_load_relaxed(&pool->heap) == h)) {
-        if (ouro_block_suspect(pool, p)) {
-            free_local_suspect(h, pool, p);
-            return;
-        }
         uint32_t used = ouro_pool_push_local(pool, p);
         /* Only a listed pool needs care: a full one gained a free block, a partial one may be empty. */
         if (OURO_UNLIKELY(pool->flags != 0) && (pool->flags == OURO_PF_FULL || used == 0))
@@ -347,7 +336,7 @@ size_t ouro_alloc_collect(void) {
     _ouro_heap_collect(_ouro_tls_heap);
     pthread_mutex_lock(&_ouro_arena_lock);
     size_t bytes = _ouro_arena_trim_locked();
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     return bytes;
 }
 

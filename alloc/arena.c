@@ -20,6 +20,7 @@
  * be reused last. */
 #include "alloc/internal.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <time.h>
 
@@ -38,6 +39,18 @@
 
 /* Adaptive: held for short stretches by many threads; spinning briefly beats sleeping on 2 cores. */
 pthread_mutex_t _ouro_arena_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+
+void _ouro_arena_unlock(void) {
+    pthread_mutex_unlock(&_ouro_arena_lock);
+    /* pairs with the fence in pool_notify() (heap.c): a notifier whose trylock failed on our hold
+     * pushed before it, so we see its pool here (or a later holder does, after its own release) */
+    ouro_fence_seq_cst();
+    while (ouro_load_relaxed(&_ouro_heap_abandoned.inbox) && pthread_mutex_trylock(&_ouro_arena_lock) == 0) {
+        _ouro_arena_collect_abandoned_locked(); /* the decay thread is asked for (decay.wanted) if needed */
+        pthread_mutex_unlock(&_ouro_arena_lock);
+        ouro_fence_seq_cst();
+    }
+}
 
 /* Guarded by the arena lock. */
 static struct {
@@ -60,13 +73,17 @@ static struct {
 } arena_state;
 
 /* The decay thread (arena_decay_main). started and wanted are also read without the lock (a peek
- * before taking it); everything else is guarded by the arena lock. */
+ * before taking it); mu, cond and kick are the thread's sleep, which it takes without the arena lock
+ * (lock order: arena lock, then mu), so that every release of the arena lock is _ouro_arena_unlock's;
+ * everything else is guarded by the arena lock. */
 static struct {
+    pthread_mutex_t mu;              /* guards kick; cond's mutex */
     pthread_cond_t cond;             /* signalled when memory turns dirty while the thread idles */
+    bool kick;                       /* mu: memory turned dirty while the thread was idle */
     _Atomic bool started;            /* a thread was started (or is being started) */
     _Atomic bool wanted;             /* memory turned dirty before a thread was started */
-    bool idle;                       /* waiting without a deadline: nothing is dirty */
-    bool cond_ready;                 /* cond is initialised */
+    bool idle;                       /* going to wait without a deadline: nothing is dirty */
+    bool cond_ready;                 /* mu and cond are initialised */
     uint64_t retry_ms;               /* a refused start is tried again from this time on */
 } decay;
 
@@ -77,7 +94,7 @@ static ouro_defer_fn defer_hook = _ouro_defer_push; /* arena_lock */
 void _ouro_alloc_set_defer_hook(ouro_defer_fn fn) {
     pthread_mutex_lock(&_ouro_arena_lock);
     defer_hook = fn ? fn : _ouro_defer_push;
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
 }
 
 /* Sets up the descriptor of a region that is not a block pool: no owner, claimed for good. */
@@ -294,7 +311,10 @@ static void decay_arm_locked(void) {
         ouro_store_relaxed(&decay.wanted, true);
     } else if (decay.idle) {
         decay.idle = false;
-        pthread_cond_signal(&decay.cond); /* the waiter re-checks decay_pending() under the lock */
+        pthread_mutex_lock(&decay.mu); /* kick stays set until the thread looks: no wake-up is lost */
+        decay.kick = true;
+        pthread_cond_signal(&decay.cond);
+        pthread_mutex_unlock(&decay.mu);
     }
 }
 
@@ -328,34 +348,41 @@ static void decay_offset_locked(size_t bytes, bool pools_first) {
     if (pools_first) decay_offset_huge(done, bytes);
 }
 
-/* The decay thread: ticks at the end of each epoch while anything is dirty, sleeps otherwise. */
+/* The decay thread: ticks at the end of each epoch while anything is dirty, sleeps otherwise. It sleeps
+ * on its own mutex, so it releases the arena lock like every holder (_ouro_arena_unlock). */
 static void *arena_decay_main(void *arg) {
     (void)arg;
-    pthread_mutex_lock(&_ouro_arena_lock);
     for (;;) {
+        pthread_mutex_lock(&_ouro_arena_lock);
         uint64_t now = decay_now_ms();
         if (decay_pending() && now >= arena_state.epoch_end) decay_tick_locked(now);
-        if (!decay_pending()) {
-            decay.idle = true;
-            pthread_cond_wait(&decay.cond, &_ouro_arena_lock); /* decay_arm_locked() signals */
-            decay.idle = false;
-            /* the first tick after an idle stretch only ages what turned dirty meanwhile */
-            continue;
-        }
+        bool pending = decay_pending();
+        decay.idle = !pending; /* decay_arm_locked() kicks an idle thread */
         uint64_t end = arena_state.epoch_end;
+        _ouro_arena_unlock();
         struct timespec ts = {.tv_sec = (time_t)(end / 1000u), .tv_nsec = (long)(end % 1000u) * 1000000L};
-        pthread_cond_timedwait(&decay.cond, &_ouro_arena_lock, &ts);
+        pthread_mutex_lock(&decay.mu);
+        while (!decay.kick) {
+            if (!pending) pthread_cond_wait(&decay.cond, &decay.mu);
+            else if (pthread_cond_timedwait(&decay.cond, &decay.mu, &ts) == ETIMEDOUT) break;
+        }
+        /* after an idle stretch the first tick only ages what turned dirty meanwhile (its epoch_end
+         * lies in the past: the tick runs at once and starts a new epoch) */
+        decay.kick = false;
+        pthread_mutex_unlock(&decay.mu);
     }
     return NULL;
 }
 
-/* Initialises decay.cond on CLOCK_MONOTONIC (the clock of epoch_end). Arena lock held. */
+/* Initialises decay.mu and decay.cond (on CLOCK_MONOTONIC, the clock of epoch_end). Arena lock held. */
 static void decay_cond_init(void) {
+    pthread_mutex_init(&decay.mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&decay.cond, &ca);
     pthread_condattr_destroy(&ca);
+    decay.kick = false;
 }
 
 /* Starts the decay thread once memory has turned dirty (called without the arena lock, where no
@@ -371,7 +398,7 @@ static void decay_start(void) {
         if (!decay.cond_ready) decay_cond_init();
         decay.cond_ready = true;
     }
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     if (!go) return;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -389,14 +416,15 @@ static void decay_start(void) {
         pthread_mutex_lock(&_ouro_arena_lock);
         decay.retry_ms = decay_now_ms() + 1000;
         ouro_store_relaxed(&decay.started, false);
-        pthread_mutex_unlock(&_ouro_arena_lock);
+        _ouro_arena_unlock();
     }
 }
 
 void _ouro_arena_decay_start(void) { decay_start(); }
 
 void _ouro_arena_atfork_child(void) {
-    /* The thread did not survive the fork; its condition variable may record it as a waiter. */
+    /* The thread did not survive the fork; its mutex may be held, its condition variable may record it
+     * as a waiter. */
     decay_cond_init();
     decay.cond_ready = true;
     decay.idle = false;
@@ -432,7 +460,7 @@ ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) 
         a->ndeferred--;
         ouro_store_relaxed(&a->pool_state[ouro_pool_index(pool)], OURO_PT_BLOCKS);
         _ouro_pool_init(pool, h, kind, cls);
-        pthread_mutex_unlock(&_ouro_arena_lock);
+        _ouro_arena_unlock();
         return pool;
     }
     uint32_t i = 0;
@@ -446,7 +474,7 @@ ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls) 
         _ouro_pool_init(pool, h, kind, cls);
     }
     decay_maybe_tick_locked();
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     return pool;
 }
 
@@ -459,13 +487,13 @@ static void arena_deferred_done(void *arg) {
     a->ndeferred--;
     pool->type = OURO_PT_FREE;
     arena_give_back_locked(a, ouro_pool_index(pool), 1);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     decay_start();
 }
 
 /* Gives an emptied pool back; the caller holds its claim, which stays set while the
  * pool is not a block pool, so no remote free can notify about it. */
-void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
+static void release_pool_locked(ouro_pool_t *pool) {
     ouro_arena_t *a = ouro_arena_of(pool);
     uint32_t i = ouro_pool_index(pool);
     OURO_ASSERT(ouro_load_relaxed(&pool->used) == 0 && ouro_load_relaxed(&pool->xfree) == OURO_XFREE_CLAIMED);
@@ -493,7 +521,7 @@ void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
 void _ouro_alloc_gc_retain(bool on) {
     pthread_mutex_lock(&_ouro_arena_lock);
     arena_state.gc_retain = on;
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     if (!on) _ouro_alloc_gc_release_retained();
 }
 
@@ -510,14 +538,20 @@ size_t _ouro_alloc_gc_release_retained(void) {
             defer_hook(&pool->defer);
         }
     arena_state.ngc_retained = 0;
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     return n;
 }
 
+void _ouro_arena_release_pool_locked(ouro_pool_t *pool) {
+    _ouro_pool_check_emptied(pool);
+    release_pool_locked(pool);
+}
+
 void _ouro_arena_release_pool(ouro_pool_t *pool) {
+    _ouro_pool_check_emptied(pool); /* before the lock: it walks the pool */
     pthread_mutex_lock(&_ouro_arena_lock);
-    _ouro_arena_release_pool_locked(pool);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    release_pool_locked(pool);
+    _ouro_arena_unlock();
 }
 
 /* ---- large blocks ----------------------------------------------------------------------------------- */
@@ -568,7 +602,7 @@ void *_ouro_large_alloc_zero(size_t size, uint64_t *dirty, size_t *dirty_len) {
             hdr = &a->pools[i];
         }
         decay_maybe_tick_locked();
-        pthread_mutex_unlock(&_ouro_arena_lock);
+        _ouro_arena_unlock();
         decay_start();
         if (!hdr) return NULL;
         arena_pool_describe(hdr, OURO_PT_RUN);
@@ -598,7 +632,7 @@ static void *large_huge(size_t size, size_t align, uint64_t *dirty, size_t *dirt
     if (off == OURO_POOL_SIZE) a = huge_cache_take(map); /* the cache holds unaligned mappings only */
     if (a) _ouro_addrmap_set(a, a->map_size, OURO_CHUNK_HUGE_HEAD);
     else decay_offset_locked(map, false); /* mapping more: give back as much dirty memory */
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     *dirty = ~(uint64_t)0;
     if (a) { /* its header is as the free left it, but for the type and the sizes (see _ouro_large_free) */
         char *p = ouro_pool_data(&a->pools[1]);
@@ -626,7 +660,7 @@ static void *large_huge(size_t size, size_t align, uint64_t *dirty, size_t *dirt
     a->huge_dirty = usable;
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_addrmap_set(a, map, OURO_CHUNK_HUGE_HEAD);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     large_account(a->huge_usable, 1);
     return (char *)a + off;
 }
@@ -673,7 +707,7 @@ void _ouro_large_free(ouro_pool_t *hdr) {
             arena_state.huge_cached = cached + map;
             decay_arm_locked();
         }
-        pthread_mutex_unlock(&_ouro_arena_lock);
+        _ouro_arena_unlock();
         if (keep) decay_start();
         else _ouro_os_unmap(a, map);
         return;
@@ -683,7 +717,7 @@ void _ouro_large_free(ouro_pool_t *hdr) {
     ouro_store_relaxed(&hdr->heap, &_ouro_heap_none);
     pthread_mutex_lock(&_ouro_arena_lock);
     arena_give_back_locked(ouro_arena_of(hdr), i, count);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     decay_start();
 }
 
@@ -747,7 +781,7 @@ ouro_pool_t *_ouro_arena_adopt(ouro_heap_t *h, unsigned kind, unsigned cls) {
         pool->flags = 0;
         ouro_store_relaxed(&pool->heap, h); /* published by the claim release below */
     }
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     return pool;
 }
 

@@ -43,12 +43,12 @@ static void heap_atfork_prepare(void) {
     pthread_mutex_lock(&_ouro_arena_lock);
 }
 static void heap_atfork_parent(void) {
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     pthread_mutex_unlock(&heap_lock);
 }
 static void heap_atfork_child(void) {
     _ouro_arena_atfork_child();
-    pthread_mutex_unlock(&_ouro_arena_lock); /* the child's only thread is the one that locked them */
+    _ouro_arena_unlock(); /* the child's only thread is the one that locked them */
     pthread_mutex_unlock(&heap_lock);
 }
 
@@ -238,9 +238,14 @@ static void pool_notify(ouro_pool_t *pool) {
     /* The owner changes only under the claim we hold; the last changer's release is visible. */
     ouro_heap_t *h = ouro_load_relaxed(&pool->heap);
     heap_inbox_push(h, pool);
-    if (h == &_ouro_heap_abandoned && pthread_mutex_trylock(&_ouro_arena_lock) == 0) {
-        _ouro_arena_collect_abandoned_locked(); /* nobody else would collect it soon */
-        pthread_mutex_unlock(&_ouro_arena_lock);
+    if (h != &_ouro_heap_abandoned) return;
+    /* Nobody owns it: collect it now if the lock is free, else leave it to the holder, which looks at
+     * the inbox after its release. The fence pairs with the one in _ouro_arena_unlock(): either our
+     * trylock sees that release (or a later holder's), or that holder sees our push. */
+    ouro_fence_seq_cst();
+    if (pthread_mutex_trylock(&_ouro_arena_lock) == 0) {
+        _ouro_arena_collect_abandoned_locked();
+        _ouro_arena_unlock();
         _ouro_arena_decay_start(); /* a remote free (the lock was free): no heap is half changed */
     }
 }
@@ -253,7 +258,7 @@ void _ouro_pool_unclaim(ouro_pool_t *pool) {
 }
 
 void _ouro_pool_free_remote(ouro_pool_t *pool, ouro_block_t *b) {
-    if (ouro_block_suspect(pool, b)) _ouro_block_check_double_free(pool, b, false);
+    if (ouro_block_suspect(pool, b)) _ouro_block_double_free(pool, b); /* the owner's lists are not ours to walk */
     ouro_san_block_freeing(pool, b);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
     ouro_san_block_close(pool, b); /* before the CAS: after it the owner may pop and open it */
@@ -447,7 +452,7 @@ static void heap_abandon(ouro_heap_t *h) {
         }
     }
     _ouro_arena_collect_abandoned_locked(); /* frees that arrived during the hand-over */
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     OURO_ASSERT(ouro_load_relaxed(&h->inbox) == NULL); /* every pool now names another owner */
 }
 
@@ -615,22 +620,27 @@ bool _ouro_block_freed(const void *p) {
     return (OURO_SAN ? ouro_san_peek(canary) : *(const uintptr_t *)canary) != (OURO_CANARY ^ (uintptr_t)p);
 }
 
-void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local) {
-    /* The link word decodes into the pool: b is on a free list, or its owner wrote a value that
-     * looks like one (about 2^-50 for arbitrary data, as pop clears the word). */
-    if (local) {
-        bool found = false;
-        for (ouro_block_t *f = pool->free; f && !found; f = (ouro_block_t *)ouro_block_decode(pool, ouro_block_link(f))) {
-            if (!ouro_link_ok(f, ouro_block_decode(pool, ouro_block_link(f)))) break;
-            found = f == b;
-        }
-        /* acquire: pairs with the CAS in _ouro_pool_free_remote(): the pushed links are visible */
-        for (uintptr_t f = ouro_load_acquire(&pool->xfree) & ~OURO_XFREE_CLAIMED; f && !found;
-             f = ouro_block_decode(pool, ouro_block_link((ouro_block_t *)f))) {
-            if (!ouro_link_ok((void *)f, ouro_block_decode(pool, ouro_block_link((ouro_block_t *)f)))) break;
-            found = f == (uintptr_t)b;
-        }
-        if (!found) return;
+void _ouro_block_double_free(const ouro_pool_t *pool, const ouro_block_t *b) {
+    _ouro_fatal("double free of block %p (class %u, size %u)", (const void *)b, pool->cls, pool->block_size);
+}
+
+void _ouro_free_list_corrupt(const ouro_pool_t *pool, const ouro_block_t *b, uintptr_t next) {
+    _ouro_fatal("corrupted free list (a double free, or a write after free): block %p of class %u (size %u) "
+                "links to %p", (const void *)b, pool->cls, pool->block_size, (void *)next);
+}
+
+void _ouro_pool_check_emptied(const ouro_pool_t *pool) {
+    if (!OURO_HARDENED) return;
+    const ouro_block_t *f = pool->free;
+    uint32_t n = 0;
+    while (f && n <= pool->carved) { /* one more than carved: a block is on the list twice */
+        uintptr_t next = ouro_block_decode(pool, ouro_block_link(f));
+        if (!ouro_link_ok(f, next)) _ouro_free_list_corrupt(pool, f, next);
+        n++;
+        f = (const ouro_block_t *)next;
     }
-    _ouro_fatal("double free of block %p (class %u, size %u)", (void *)b, pool->cls, pool->block_size);
+    if (n != pool->carved)
+        _ouro_fatal("double free in pool %p (class %u, size %u): %u blocks carved, the emptied pool's free list "
+                    "holds %s%u", (const void *)pool, pool->cls, pool->block_size, pool->carved,
+                    n > pool->carved ? "more than " : "", n > pool->carved ? pool->carved : n);
 }

@@ -301,6 +301,11 @@ OURO_INTERNAL extern ouro_alloc_counters _ouro_counters;
 
 /* ---- arena.c (all take the arena lock themselves unless named _locked) -------------------------- */
 OURO_INTERNAL extern pthread_mutex_t _ouro_arena_lock;
+/* Releases the arena lock; every holder releases it here (pthread_mutex_lock, then this). A remote free
+ * into an abandoned pool leaves the pool on _ouro_heap_abandoned's inbox and collects it only if its
+ * trylock wins; when the lock was held, the holder collects it here, after its release (both sides
+ * fence: pool_notify in heap.c), so an emptied abandoned pool goes back without anyone calling collect. */
+OURO_INTERNAL void _ouro_arena_unlock(void);
 /* A fresh pool for (kind, cls) owned by h, initialised under the lock; NULL (error set). */
 OURO_INTERNAL ouro_pool_t *_ouro_arena_take_pool(ouro_heap_t *h, unsigned kind, unsigned cls);
 /* Gives back an emptied pool whose claim the caller holds. Object/GC pools go through the
@@ -438,8 +443,12 @@ OURO_INTERNAL void _ouro_block_debug_on_free(ouro_pool_t *pool, ouro_block_t *b)
  * is gone: freed blocks are poisoned) or its pool is no block pool any more. false in other builds and
  * for addresses outside ouro's arenas. */
 OURO_INTERNAL bool _ouro_block_freed(const void *p);
-/* Hardened builds: a freed block whose link word decodes into its pool may be a double free. */
-OURO_INTERNAL void _ouro_block_check_double_free(ouro_pool_t *pool, ouro_block_t *b, bool local);
+/* Hardened builds: the fatal reports of the free-list checks (docs/alloc.md, "Hardening"). */
+OURO_INTERNAL OURO_COLD _Noreturn void _ouro_block_double_free(const ouro_pool_t *pool, const ouro_block_t *b);
+OURO_INTERNAL OURO_COLD _Noreturn void _ouro_free_list_corrupt(const ouro_pool_t *pool, const ouro_block_t *b, uintptr_t next);
+/* Hardened builds: checks that an emptied pool's free list holds every carved block once (a double free
+ * that went unnoticed at the free shows here, before the pool's memory can serve another class). */
+OURO_INTERNAL void _ouro_pool_check_emptied(const ouro_pool_t *pool);
 
 /* ---- the pop/push every path shares --------------------------------------------------------------- */
 
@@ -473,25 +482,33 @@ static inline ouro_block_t *ouro_pool_pop(ouro_pool_t *pool) {
     ouro_block_t *b = pool->free;
     if (OURO_UNLIKELY(b == NULL)) return NULL;
     uintptr_t next = ouro_block_decode(pool, ouro_block_link(b));
-    if (OURO_HARDENED && OURO_UNLIKELY(!ouro_link_ok(b, next)))
-        _ouro_fatal("corrupted free list: block %p of class %u (size %u) links to %p", (void *)b,
-                    pool->cls, pool->block_size, (void *)next);
+    if (OURO_HARDENED && OURO_UNLIKELY(!ouro_link_ok(b, next))) _ouro_free_list_corrupt(pool, b, next);
     pool->free = (ouro_block_t *)next;
     ouro_san_block_open(pool, b); /* the caller hands it out: _ouro_san_handout() */
-    if (OURO_HARDENED) ouro_block_set_link(b, 0); /* a live block's link word must not look free (double-free check) */
+    /* Hardened: a live block's link word must not decode into its pool. A block freed twice sits on the
+     * list twice; its first pop clears the word, so its second pop fails the check above (unless the
+     * program wrote one of the 2^-50 values that decode into the pool), and it is never handed out
+     * twice. The remote-free check relies on it too. */
+    if (OURO_HARDENED) ouro_block_set_link(b, 0);
     ouro_owner_add(&pool->used, 1);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_alloc(pool, b);
     return b;
 }
 
-/* Hardened builds: true when b's link word decodes into its pool, so b may be free already. */
+/* Hardened builds: true when b's link word decodes into its pool, so b is free already (the remote-free
+ * check: pop clears the word). */
 static inline bool ouro_block_suspect(const ouro_pool_t *pool, const ouro_block_t *b) {
     return OURO_HARDENED && OURO_UNLIKELY(ouro_link_ok(b, ouro_block_decode(pool, ouro_block_link(b))));
 }
 
-/* Puts b back on the pool's local free list (owner only; the caller checked ouro_block_suspect and
- * handles list transitions). Returns the pool's new used count. */
+/* Puts b back on the pool's local free list (owner only; the caller handles list transitions). Returns
+ * the pool's new used count. Hardened builds check what needs no read of the block (a read right after
+ * the program's last narrow store to it stalls on store forwarding): b is not the block freed last, and
+ * the pool has a block out. Other double frees are caught at the second pop, or when the pool empties
+ * (_ouro_pool_check_emptied). */
 static inline uint32_t ouro_pool_push_local(ouro_pool_t *pool, ouro_block_t *b) {
+    if (OURO_HARDENED && OURO_UNLIKELY(b == pool->free || ouro_load_relaxed(&pool->used) == 0))
+        _ouro_block_double_free(pool, b);
     ouro_san_block_freeing(pool, b);
     if (OURO_DEBUG_LEVEL >= 1) _ouro_block_debug_on_free(pool, b);
     ouro_san_block_close(pool, b);

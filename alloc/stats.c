@@ -41,7 +41,7 @@ int ouro_alloc_stats(ouro_alloc_stats_t *out) {
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_arena_foreach_locked(stats_arena, out);
     out->pools_abandoned = _ouro_arena_abandoned_count_locked();
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     ouro_alloc_counters *k = &_ouro_counters;
     out->arenas = ouro_load_relaxed(&k->arenas);
     out->arenas_peak = ouro_load_relaxed(&k->arenas_peak);

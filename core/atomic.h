@@ -23,6 +23,10 @@
     atomic_compare_exchange_strong_explicit((p), (expected), (desired), memory_order_acq_rel,       \
                                             memory_order_relaxed)
 
+/* A full fence: the store-buffering pattern (each side writes one word, then reads the other's) needs
+ * it on both sides; every use names the other side. */
+#define ouro_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
+
 /* A counter written by one thread only and read by others: the owner's increment is a plain load and
  * store (no lock prefix), readers see some recent value. */
 #define ouro_owner_add(p, v) ouro_store_relaxed((p), ouro_load_relaxed(p) + (v))

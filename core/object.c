@@ -592,7 +592,7 @@ static void brc_merge_vanished(const uintptr_t *ids, size_t n) {
     owned_walk w = {.ids = ids, .n = n};
     pthread_mutex_lock(&_ouro_arena_lock);
     _ouro_arena_visit_abandoned_object_pools_locked(merge_owned_in_pool, &w);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
     dealloc_pending();
     tls_merging = false;
 }

@@ -311,7 +311,7 @@ void _ouro_gc_visit_pools(ouro_pool_visit_fn fn, void *arg) {
         if (t->heap) _ouro_heap_visit_object_pools(t->heap, visit_gc_pool, &f);
     pthread_mutex_lock(&_ouro_arena_lock); /* no parked thread holds it: it never parks under it */
     _ouro_arena_visit_abandoned_object_pools_locked(visit_gc_pool, &f);
-    pthread_mutex_unlock(&_ouro_arena_lock);
+    _ouro_arena_unlock();
 }
 
 static void walk_pool(ouro_pool_t *pool, void *arg) {

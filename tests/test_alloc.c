@@ -433,18 +433,44 @@ static void child_double_free(void) {
     ouro_free(keep);
 }
 
-static void child_double_free_remote_list(void) {
+void *volatile test_alloc_sink; /* blocks escape through it: their allocations are not elided */
+
+/* A double free that is not of the block freed last: hardened release builds let the free pass (it reads
+ * nothing of the block) and stop at the block's second pop, before it is handed out twice. */
+static void child_double_free_then_alloc(void) {
     void *v[8];
     for (int i = 0; i < 8; i++) v[i] = ouro_alloc(32);
     ouro_free(v[3]);
     ouro_free(v[5]);
     ouro_free(v[3]);
+    for (int i = 0; i < 8; i++) test_alloc_sink = ouro_alloc(32);
+}
+
+/* The same, then every other block of the pool freed: the pool empties one free early, with a block
+ * still live; it must not go back to the arena (it could then serve another class under that block). */
+static void child_double_free_pool_empties(void) {
+    ouro_alloc_stats_t st;
+    ouro_alloc_stats(&st);
+    uintptr_t mask = ~(uintptr_t)(st.pool_size - 1);
+    enum { N = 64 };
+    void *v[N], *mine[N];
+    size_t n = 0;
+    for (int i = 0; i < N; i++) v[i] = ouro_alloc(1200); /* a class nothing else here uses */
+    for (int i = 0; i < N; i++) /* every block of v[0]'s pool; it is full, and not the current pool */
+        if (((uintptr_t)v[i] & mask) == ((uintptr_t)v[0] & mask)) mine[n++] = v[i];
+    if (n < 3 || ((uintptr_t)v[N - 1] & mask) == ((uintptr_t)v[0] & mask)) _exit(2);
+    ouro_free(mine[0]);
+    ouro_free(mine[1]);
+    ouro_free(mine[0]); /* not the block freed last */
+    for (size_t i = 2; i + 1 < n; i++) ouro_free(mine[i]); /* mine[n - 1] stays live */
+    _exit(3); /* not reached: the emptied pool's check stops the process */
 }
 
 static void test_double_free(void **state) {
     if (!OURO_HARDENED && OURO_DEBUG_LEVEL < 1) skip();
     test_expect_abort(child_double_free, "double free");
-    test_expect_abort(child_double_free_remote_list, "double free");
+    test_expect_abort(child_double_free_then_alloc, "double free");
+    test_expect_abort(child_double_free_pool_empties, "double free");
 }
 
 static void child_overflow(void) {
