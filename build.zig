@@ -307,7 +307,11 @@ pub fn build(b: *std.Build) void {
     const sanitize = b.option(Sanitize, "sanitize", "Sanitizer for every module: none (default) or thread") orelse .none;
     const debug_level = b.option(u8, "debug-level", "0..3: checks compiled in (default 2 in Debug, 0 otherwise)") orelse
         @as(u8, if (optimize == .Debug) 2 else 0);
-    const hardened = b.option(bool, "hardened", "Encoded free lists and double-free detection (default false: see docs/alloc.md for its measured cost)") orelse false;
+    const hardened_opt = b.option(bool, "hardened", "Encoded free lists and double-free detection (default: false for libouro, true for libouro-malloc; docs/alloc.md has the measured cost)");
+    const hardened = hardened_opt orelse false;
+    // The drop-in malloc is hardened unless -Dhardened=false says otherwise: its cost is mimalloc's
+    // secure mode's (README, "Hardening"), and it serves programs nobody wrote for ouro.
+    const malloc_hardened = hardened_opt orelse true;
     const torture = b.option(bool, "torture", "Shrunken pools, arenas and caches to give bugs a chance (default false)") orelse false;
     const stress_secs = b.option([]const u8, "stress-duration", "Seconds per scenario for the stress step (default: 120 s in all, split between the scenarios)");
     const soak_for = b.option([]const u8, "soak", "How long the soak step soaks: 90s, 2m, 1h or seconds (default 2m)") orelse "2m";
@@ -343,10 +347,11 @@ pub fn build(b: *std.Build) void {
     b.getInstallStep().dependOn(&b.addInstallFile(pc, "lib/pkgconfig/ouro.pc").step);
 
     // ---- the drop-in malloc: libouro-malloc.so (LD_PRELOAD) and libouro-malloc.a ----------------------
-    // Always optimised without checks (it serves every allocation of a process), whatever -Doptimize;
-    // -Dhardened and -Dtorture carry over. The archive holds one object in which every symbol but the
-    // exported ones is local (ld -r, objcopy --localize-hidden), so it links beside libouro.a.
-    const malloc_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = hardened, .torture = torture, .sanitize = .none };
+    // Always optimised without debug checks (it serves every allocation of a process), whatever
+    // -Doptimize; hardened unless -Dhardened=false; -Dtorture carries over. The archive holds one object
+    // in which every symbol but the exported ones is local (ld -r, objcopy --localize-hidden), so it
+    // links beside libouro.a.
+    const malloc_cfg: Config = .{ .optimize = .ReleaseFast, .debug_level = 0, .hardened = malloc_hardened, .torture = torture, .sanitize = .none };
     const malloc_ch = configHeader(ctx, malloc_cfg);
     const malloc_so = addMallocLib(ctx, malloc_cfg, malloc_ch, .dynamic);
     b.installArtifact(malloc_so);
@@ -572,7 +577,7 @@ pub fn build(b: *std.Build) void {
     // ---- real-tests: real programs pass on ouro's malloc (tests/real/, docs/bench.md) --------------
     // CPython's own regression tests without and with lib/libouro-malloc.so preloaded (the same results
     // or the step fails), then redis-server on it under redis-benchmark's default run. The library is
-    // the one this build installs: `-Dhardened=true` tests the hardened one. `-Dreal-short=true`: a
+    // the one this build installs: hardened by default, `-Dhardened=false` tests the plain one. `-Dreal-short=true`: a
     // few modules and fewer requests (CI); test names after `--` replace CPython's list.
     const real_short = b.option(bool, "real-short", "real-tests: a few CPython test modules, 2 000 redis requests per test (CI)") orelse false;
     const malloc_so_path = b.getInstallPath(.lib, "libouro-malloc.so");

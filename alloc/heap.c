@@ -140,10 +140,9 @@ static ouro_heap_t *heap_attach(void) {
         seed[1] = heap_splitmix(&seed[0]) ^ (uintptr_t)&seed;
     }
     h->rng = seed[0] ^ seed[1];
-    /* key0 even, key1 odd: an encoded link ((next ^ key0) + key1, next 16-aligned) is always odd, so
-     * it is never a thread pointer (an object's owner id; see the pool visitors). */
-    h->key0 = heap_splitmix(&h->rng) & ~(uintptr_t)1;
-    h->key1 = heap_splitmix(&h->rng) | 1;
+    /* odd: an encoded link (next ^ key, next 16-aligned) is always odd, so it is never a thread pointer
+     * (an object's owner id; see the pool visitors) */
+    h->key = heap_splitmix(&h->rng) | 1;
     /* The heap is ready before pthread_setspecific, which may allocate (a key past the first 32 needs a
      * second-level array): with ouro as the process's malloc that allocation comes from h. */
     _ouro_tls_heap = h;
@@ -166,8 +165,7 @@ void _ouro_pool_init(ouro_pool_t *pool, ouro_heap_t *h, unsigned kind, unsigned 
     pool->flags = 0;
     pool->type = OURO_PT_BLOCKS;
     uint64_t mix = (uintptr_t)pool * 0x9e3779b97f4a7c15ULL;
-    pool->key0 = (h->key0 ^ mix) & ~(uintptr_t)1; /* even: links stay odd (see heap_attach) */
-    pool->key1 = (h->key1 + (mix >> 17)) | 1;
+    pool->key = (h->key ^ mix ^ (mix >> 29)) | 1; /* odd: links stay odd (see heap_attach) */
     pool->next = pool->prev = NULL;
     ouro_store_relaxed(&pool->xfree, 0);
     pool->inbox_next = NULL;
