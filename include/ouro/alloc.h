@@ -46,7 +46,9 @@ void *ouro_realloc(void *p, size_t size);
  * did not allocate is reported (OURO_ERR_INVALID, and a line on stderr) and ignored where it can be
  * detected: a pointer outside ouro's arenas always (malloc's, the stack, static data), one inside an
  * arena on the slow paths and on every call in debug builds (-Ddebug-level >= 1). A double free is
- * fatal in hardened builds (-Dhardened=true; off by default) and in debug builds. */
+ * fatal in debug builds, and in hardened builds (-Dhardened=true; off by default for libouro, on for
+ * libouro-malloc) before it can corrupt the heap: at the second free of the block freed last, else at
+ * the block's second hand-out or when its pool empties (docs/alloc.md, "Hardening"). */
 void ouro_free(void *p);
 
 /* Usable bytes of the block at p (>= the size asked for; may be written in full). 0 for NULL; 0 with

@@ -7,7 +7,8 @@
  * ouro's allocator layer only: the functions below describe that instance, whatever libouro a program
  * also links (whose ouro_alloc_stats describe libouro's heaps, not malloc's). They are defined by
  * libouro-malloc, not by libouro: a program that may run without the preload looks them up with
- * dlsym(RTLD_DEFAULT, "ouro_malloc_stats"). See docs/alloc.md, "Drop-in malloc". */
+ * dlsym(RTLD_DEFAULT, "ouro_malloc_stats"). It is built hardened (encoded free lists, double frees
+ * fatal) unless -Dhardened=false. See docs/alloc.md, "Drop-in malloc". */
 #ifndef OURO_MALLOC_H
 #define OURO_MALLOC_H
 
