@@ -154,7 +154,8 @@ static OURO_NOINLINE ouro_pool_t *alloc_validate(const void *p, const char *fn) 
             why = "points inside a large block";
         } else {
             why = "is not a live block (a large block freed already?)";
-            if (OURO_DEBUG_LEVEL >= 1 && fn == free_fn) _ouro_fatal("ouro_free: double free of large block %p (its pools are free)", p);
+            if ((OURO_DEBUG_LEVEL >= 1 || OURO_HARDENED) && fn == free_fn)
+                _ouro_fatal("ouro_free: double free of large block %p (its pools are free)", p);
         }
     }
     if (!why) return pool;

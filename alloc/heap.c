@@ -52,17 +52,34 @@ static void heap_atfork_child(void) {
     pthread_mutex_unlock(&heap_lock);
 }
 
+/* Without a pthread key (a program took all of them before ouro's first allocation) a heap's thread
+ * exit is registered like a C++ thread_local's destructor (glibc's __cxa_thread_atexit_impl). */
+static bool heap_key_ok;
+extern int __cxa_thread_atexit_impl(void (*dtor)(void *), void *obj, void *dso_symbol) __attribute__((weak));
+extern void *__dso_handle __attribute__((weak));
+
 static void heap_global_init(void) {
-    if (pthread_key_create(&heap_exit_key, heap_thread_exit) != 0) _ouro_fatal("pthread_key_create failed");
-    pthread_atfork(heap_atfork_prepare, heap_atfork_parent, heap_atfork_child);
+    heap_key_ok = pthread_key_create(&heap_exit_key, heap_thread_exit) == 0;
+    if (!heap_key_ok && !__cxa_thread_atexit_impl)
+        _ouro_fatal("pthread_key_create failed, and the C library has no __cxa_thread_atexit_impl");
 }
 
 void _ouro_alloc_global_init(void) { pthread_once(&heap_once, heap_global_init); }
 
+/* Registers h's thread exit for the calling thread (heap_attach). */
+static void heap_register_exit(ouro_heap_t *h) {
+    if (heap_key_ok) pthread_setspecific(heap_exit_key, h);
+    else if (__cxa_thread_atexit_impl(heap_thread_exit, h, &__dso_handle) != 0)
+        _ouro_warn("cannot register the thread's exit: its heap is not given back when it exits");
+}
+
 /* The fork handlers must be in place before any thread can hold a lock, heap or not. threads/ registers
- * its own later (after calling _ouro_alloc_global_init), so that its prepare handler runs first. */
+ * its own later (after calling _ouro_alloc_global_init), so that its prepare handler runs first. They
+ * are registered here, not by the first allocation: that one may be made by pthread_atfork itself
+ * (glibc grows its list of handlers with malloc, holding the lock that a registration takes). */
 __attribute__((constructor(101))) static void heap_constructor(void) {
     _ouro_alloc_global_init();
+    pthread_atfork(heap_atfork_prepare, heap_atfork_parent, heap_atfork_child);
     _ouro_leak_check_init(); /* here so that a static link pulls core/leak.c in */
 }
 
@@ -146,7 +163,7 @@ static ouro_heap_t *heap_attach(void) {
     /* The heap is ready before pthread_setspecific, which may allocate (a key past the first 32 needs a
      * second-level array): with ouro as the process's malloc that allocation comes from h. */
     _ouro_tls_heap = h;
-    pthread_setspecific(heap_exit_key, h);
+    heap_register_exit(h);
     return h;
 }
 
@@ -469,6 +486,7 @@ static void heap_retire(ouro_heap_t *h) {
 /* pthread key destructor: the thread is exiting with heap arg. */
 static void heap_thread_exit(void *arg) {
     ouro_heap_t *h = arg;
+    if (_ouro_tls_heap != h) return; /* given back already (_ouro_alloc_thread_exit; keyless registration) */
     bool (*guard)(void) = ouro_load_acquire(&_ouro_alloc_exit_guard); /* pairs with its release store */
     if (guard && guard()) return; /* the thread was attached: its detach abandoned the heap */
     heap_retire(h);
@@ -488,8 +506,8 @@ ouro_heap_t *_ouro_alloc_thread_heap(void) {
 void _ouro_alloc_thread_exit(void) {
     ouro_heap_t *h = _ouro_tls_heap;
     if (h == &_ouro_heap_empty) return;
-    pthread_setspecific(heap_exit_key, NULL);
-    heap_retire(h);
+    if (heap_key_ok) pthread_setspecific(heap_exit_key, NULL);
+    heap_retire(h); /* without a key, the registered exit finds the heap empty: heap_thread_exit */
     _ouro_tls_heap = &_ouro_heap_empty;
 }
 

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SHIM_API __attribute__((visibility("default")))
@@ -241,8 +242,17 @@ SHIM_API size_t ouro_malloc_collect(void) { return ouro_alloc_collect(); }
 
 /* OURO_STATS, read when the library loads: 0 off, 1 the human report, 2 the JSON object; and the
  * descriptor the report goes to: a duplicate of stderr taken then, since a program may close stderr before
- * it exits (coreutils' close_stdout does). */
+ * it exits (coreutils' close_stdout does), with the file it names: a program may also close every
+ * descriptor (closefrom) and open its own data file under that number. */
 static int stats_mode, stats_fd = -1;
+static dev_t stats_dev;
+static ino_t stats_ino;
+
+/* Whether fd still names the file the report's duplicate was taken of. */
+static bool stats_fd_same(int fd) {
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == stats_dev && st.st_ino == stats_ino;
+}
 
 /* Runs before the program's constructors when preloaded (after them, perhaps, when linked statically:
  * no matter, the first allocation sets everything up by itself). */
@@ -251,7 +261,11 @@ __attribute__((constructor(101))) static void shim_init(void) {
     const char *v = getenv("OURO_STATS");
     if (!v || !*v || strcmp(v, "0") == 0) return;
     stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-    if (stats_fd >= 0) stats_mode = strcmp(v, "json") == 0 ? 2 : 1;
+    struct stat st;
+    if (stats_fd < 0 || fstat(stats_fd, &st) != 0) return;
+    stats_dev = st.st_dev;
+    stats_ino = st.st_ino;
+    stats_mode = strcmp(v, "json") == 0 ? 2 : 1;
 }
 
 /* OURO_STATS=1 (or any value but "", "0" and "json"): the human report at exit (ouro_alloc_dump);
@@ -259,11 +273,14 @@ __attribute__((constructor(101))) static void shim_init(void) {
  * after the program's own destructors and atexit handlers (not on _exit or a fatal signal). */
 __attribute__((destructor)) static void shim_fini(void) {
     if (!stats_mode) return;
-    FILE *f = fdopen(stats_fd, "w");
+    /* The duplicate, else stderr if it is still that file; else the report has nowhere of its own to go */
+    int fd = stats_fd_same(stats_fd) ? stats_fd : stats_fd_same(STDERR_FILENO) ? dup(STDERR_FILENO) : -1;
+    int mode = stats_mode;
+    stats_mode = 0;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) return;
     fprintf(f, "ouro-malloc: allocator statistics at exit (pid %ld)\n", (long)getpid());
-    if (stats_mode == 2) ouro_alloc_stats_json(f);
+    if (mode == 2) ouro_alloc_stats_json(f);
     else ouro_alloc_dump(f);
     fclose(f);
-    stats_mode = 0;
 }

@@ -466,11 +466,20 @@ static void child_double_free_pool_empties(void) {
     _exit(3); /* not reached: the emptied pool's check stops the process */
 }
 
+/* A large block (a run of pools) freed twice while its pools are free. */
+static void child_double_free_large(void) {
+    void *keep = ouro_alloc(100000), *p = ouro_alloc(100000);
+    ouro_free(p);
+    ouro_free(p);
+    ouro_free(keep);
+}
+
 static void test_double_free(void **state) {
     if (!OURO_HARDENED && OURO_DEBUG_LEVEL < 1) skip();
     test_expect_abort(child_double_free, "double free");
     test_expect_abort(child_double_free_then_alloc, "double free");
     test_expect_abort(child_double_free_pool_empties, "double free");
+    test_expect_abort(child_double_free_large, "double free of large block");
 }
 
 static void child_overflow(void) {

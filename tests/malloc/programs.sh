@@ -60,6 +60,11 @@ assert sum(c["blocks_in_use"] for c in st["classes"]) > 1000, st
 assert st["bytes_mapped"] > 0 and st["heaps"] >= 1, st
 ' "$tmp/json" || fail "OURO_STATS=json report of python3"
 fi
+if [ -n "$py" ]; then # a program that closes every descriptor, then opens its data file under stderr's copy's number
+    OURO_STATS=1 LD_PRELOAD=$shim "$py" -c 'import os, sys; os.closerange(3, 4096); fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC); os.write(fd, b"payload\n")' "$tmp/data" 2>/dev/null ||
+        fail "python3 with OURO_STATS=1 after closerange"
+    [ "$(cat "$tmp/data")" = payload ] || fail "OURO_STATS=1 wrote its report into the program's own file"
+fi
 OURO_STATS=0 LD_PRELOAD=$shim /bin/ls / >/dev/null 2>"$tmp/none"
 [ ! -s "$tmp/none" ] || fail "OURO_STATS=0 printed something"
 

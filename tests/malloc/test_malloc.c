@@ -49,10 +49,15 @@ static void resolve(void) {
 }
 
 /* The earliest code of the program: a constructor of the first priority, whose malloc may be the first
- * call into the allocator (the static link runs it before or after the shim's own constructor). */
+ * call into the allocator (the static link runs it before or after the shim's own constructor). It first
+ * registers 64 fork handlers: past 47, glibc grows its list with malloc while it holds the lock that a
+ * registration takes, so the allocator's first call comes from inside pthread_atfork (the set-up used
+ * to register its own handlers there, and hung). */
 static void *ctor_block;
 static int ctor_owned = -1;
+static void atfork_noop(void) {}
 __attribute__((constructor(101))) static void test_early_constructor(void) {
+    for (int i = 0; i < 64; i++) pthread_atfork(atfork_noop, atfork_noop, atfork_noop);
     ctor_block = malloc(40);
     if (ctor_block) memset(ctor_block, 0x11, 40);
     resolve();
