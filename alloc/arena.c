@@ -321,7 +321,7 @@ static size_t decay_offset_huge(size_t done, size_t bytes) {
  * its size) — so that the peak of resident memory is not raised by memory that only waits for its
  * decay. Young pools (free since the last tick) stay: a program whose live set swings reuses them a
  * moment later. Purging them too (tried) made mimalloc's test-stress re-fault them: 1.27x the wall
- * time and 2.2x the page faults, for 3-9% less peak RSS. */
+ * time and 2.2x the page faults, for 2-9% less peak RSS. */
 static void decay_offset_locked(size_t bytes, bool pools_first) {
     if (!decay_pending()) return;
     size_t done = pools_first ? 0 : decay_offset_huge(0, bytes);
