@@ -253,6 +253,9 @@ static int task_count(void) {
 }
 
 static void test_decay_thread_never_keeps_process_alive(void **state) {
+    /* Not under TSan: its runtime runs a thread of its own (a raw clone that wakes every 100 ms), so any
+     * TSan program whose threads all end by pthread_exit stays alive (checked without ouro). */
+    if (OURO_TSAN) skip();
     pid_t pid = fork();
     if (pid == 0) {
         enum { N = 4096 };
@@ -264,13 +267,13 @@ static void test_decay_thread_never_keeps_process_alive(void **state) {
     }
     int status = 0;
     pid_t got = 0;
-    for (int i = 0; i < 200 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++) usleep(25000); /* 5 s */
+    for (int i = 0; i < 800 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++) usleep(25000); /* 20 s */
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        fail_msg("the child was still alive 5 s after its last thread exited");
+        fail_msg("the child was still alive 20 s after its last thread exited");
     }
-    assert_true(WIFEXITED(status));
+    if (!WIFEXITED(status)) fail_msg("the child ended by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
