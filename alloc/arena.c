@@ -360,8 +360,24 @@ static void *arena_decay_main(void *arg) {
  * allocator state is half changed: pthread_create may call malloc, which may be ouro's). A refused start
  * (ouro_debug_fail_thread_create, or the OS) is tried again a second later by the next caller; meanwhile
  * ticks still run on the threads that take and give back memory. */
+/* Held while the decay thread is being started, and by the fork handlers: no fork() copies a process
+ * while one of its threads is inside pthread_create (whose allocations may be a sanitizer's, which does
+ * not lock its allocator around fork; the thread exits when idle and starts again, so often). Taken
+ * before the arena lock. */
+static pthread_mutex_t decay_start_lock = PTHREAD_MUTEX_INITIALIZER;
+static void decay_start_locked(void);
+
+void _ouro_arena_atfork_prepare(void) { pthread_mutex_lock(&decay_start_lock); }
+void _ouro_arena_atfork_parent(void) { pthread_mutex_unlock(&decay_start_lock); }
+
 static void decay_start(void) {
     if (OURO_LIKELY(ouro_load_relaxed(&decay.started)) || !ouro_load_relaxed(&decay.wanted)) return;
+    pthread_mutex_lock(&decay_start_lock);
+    decay_start_locked();
+    pthread_mutex_unlock(&decay_start_lock);
+}
+
+static void decay_start_locked(void) {
     pthread_mutex_lock(&_ouro_arena_lock);
     bool go = !ouro_load_relaxed(&decay.started) && decay_now_ms() >= decay.retry_ms;
     if (go) {
@@ -394,6 +410,7 @@ static void decay_start(void) {
 void _ouro_arena_decay_start(void) { decay_start(); }
 
 void _ouro_arena_atfork_child(void) {
+    pthread_mutex_unlock(&decay_start_lock); /* the child's only thread is the one that took it */
     /* The thread did not survive the fork. */
     decay.retry_ms = 0;
     ouro_store_relaxed(&decay.wanted, decay_pending());
