@@ -13,7 +13,7 @@
  * likewise and are unmapped by the tick that finds them purged (OURO_KEEP_EMPTY stay mapped, purged);
  * freed dedicated mappings wait in a cache (reused by a request of about their size) and are unmapped
  * by the tick after the one that aged them. Ticks run on whichever thread holds this lock when an
- * epoch ends, and on the decay thread (arena_decay_main), which exits once nothing is dirty, so an
+ * epoch ends, and on the decay thread (arena_decay_main), which sleeps while nothing is dirty, so an
  * idle program gives its memory back too. One rule shortens the wait: while resident memory grows,
  * aged memory does not wait for the tick — each OURO_GROW_STEP of purged pools taken, and each new
  * dedicated mapping, returns as much aged dirty memory at once (decay_offset_locked). */
@@ -72,10 +72,17 @@ static struct {
 } arena_state;
 
 /* The decay thread (arena_decay_main). started and wanted are also read without the lock (a peek
- * before taking it); everything else is guarded by the arena lock. */
+ * before taking it); mu, cond and kick are the thread's sleep, which it takes without the arena lock
+ * (lock order: arena lock, then mu), so that every release of the arena lock is _ouro_arena_unlock's;
+ * everything else is guarded by the arena lock. */
 static struct {
-    _Atomic bool started;            /* a thread runs (or is being started) */
-    _Atomic bool wanted;             /* memory turned dirty while no thread ran */
+    pthread_mutex_t mu;              /* guards kick; cond's mutex */
+    pthread_cond_t cond;             /* signalled when memory turns dirty while the thread idles */
+    bool kick;                       /* mu: memory turned dirty while the thread was idle */
+    _Atomic bool started;            /* a thread was started (or is being started) */
+    _Atomic bool wanted;             /* memory turned dirty before a thread was started */
+    bool idle;                       /* going to wait without a deadline: nothing is dirty */
+    bool cond_ready;                 /* mu and cond are initialised */
     uint64_t retry_ms;               /* a refused start is tried again from this time on */
 } decay;
 
@@ -296,11 +303,18 @@ static void decay_maybe_tick_locked(void) {
     if (now >= arena_state.epoch_end) decay_tick_locked(now);
 }
 
-/* Memory just turned dirty: asks for the decay thread to be started if none runs (by decay_start(),
- * which runs without the lock: a thread's start may allocate). A running thread ticks at the end of
- * the epoch anyway. */
+/* Memory just turned dirty: wakes the idle decay thread, or asks for one to be started (by
+ * decay_start(), which runs without the lock: a thread's start may allocate). */
 static void decay_arm_locked(void) {
-    if (!ouro_load_relaxed(&decay.started)) ouro_store_relaxed(&decay.wanted, true);
+    if (!ouro_load_relaxed(&decay.started)) {
+        ouro_store_relaxed(&decay.wanted, true);
+    } else if (decay.idle) {
+        decay.idle = false;
+        pthread_mutex_lock(&decay.mu); /* kick stays set until the thread looks: no wake-up is lost */
+        decay.kick = true;
+        pthread_cond_signal(&decay.cond);
+        pthread_mutex_unlock(&decay.mu);
+    }
 }
 
 /* Unmaps cached mappings, oldest first, until done >= bytes; returns done. */
@@ -332,57 +346,55 @@ static void decay_offset_locked(size_t bytes, bool pools_first) {
     if (pools_first) decay_offset_huge(done, bytes);
 }
 
-/* The decay thread: ticks at the end of each epoch while anything is dirty, and exits once nothing is:
- * a thread of ouro's must never be what keeps a process alive (a program whose last thread of its own
- * calls pthread_exit ends when every thread has; a fork child whose only thread was not main is one).
- * The next memory to turn dirty starts a new one. It releases the arena lock like every holder
- * (_ouro_arena_unlock) and sleeps without it. */
+/* The decay thread: ticks at the end of each epoch while anything is dirty, sleeps otherwise. It sleeps
+ * on its own mutex, so it releases the arena lock like every holder (_ouro_arena_unlock). */
 static void *arena_decay_main(void *arg) {
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&_ouro_arena_lock);
         uint64_t now = decay_now_ms();
         if (decay_pending() && now >= arena_state.epoch_end) decay_tick_locked(now);
-        if (!decay_pending()) {
-            ouro_store_relaxed(&decay.started, false); /* decay_arm_locked() asks for a new one */
-            _ouro_arena_unlock();
-            return NULL;
-        }
+        bool pending = decay_pending();
+        decay.idle = !pending; /* decay_arm_locked() kicks an idle thread */
         uint64_t end = arena_state.epoch_end;
         _ouro_arena_unlock();
         struct timespec ts = {.tv_sec = (time_t)(end / 1000u), .tv_nsec = (long)(end % 1000u) * 1000000L};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        pthread_mutex_lock(&decay.mu);
+        while (!decay.kick) {
+            if (!pending) pthread_cond_wait(&decay.cond, &decay.mu);
+            else if (pthread_cond_timedwait(&decay.cond, &decay.mu, &ts) == ETIMEDOUT) break;
         }
+        /* after an idle stretch the first tick only ages what turned dirty meanwhile (its epoch_end
+         * lies in the past: the tick runs at once and starts a new epoch) */
+        decay.kick = false;
+        pthread_mutex_unlock(&decay.mu);
     }
+    return NULL;
+}
+
+/* Initialises decay.mu and decay.cond (on CLOCK_MONOTONIC, the clock of epoch_end). Arena lock held. */
+static void decay_cond_init(void) {
+    pthread_mutex_init(&decay.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&decay.cond, &ca);
+    pthread_condattr_destroy(&ca);
+    decay.kick = false;
 }
 
 /* Starts the decay thread once memory has turned dirty (called without the arena lock, where no
  * allocator state is half changed: pthread_create may call malloc, which may be ouro's). A refused start
  * (ouro_debug_fail_thread_create, or the OS) is tried again a second later by the next caller; meanwhile
  * ticks still run on the threads that take and give back memory. */
-/* Held while the decay thread is being started, and by the fork handlers: no fork() copies a process
- * while one of its threads is inside pthread_create (whose allocations may be a sanitizer's, which does
- * not lock its allocator around fork; the thread exits when idle and starts again, so often). Taken
- * before the arena lock. */
-static pthread_mutex_t decay_start_lock = PTHREAD_MUTEX_INITIALIZER;
-static void decay_start_locked(void);
-
-void _ouro_arena_atfork_prepare(void) { pthread_mutex_lock(&decay_start_lock); }
-void _ouro_arena_atfork_parent(void) { pthread_mutex_unlock(&decay_start_lock); }
-
 static void decay_start(void) {
     if (OURO_LIKELY(ouro_load_relaxed(&decay.started)) || !ouro_load_relaxed(&decay.wanted)) return;
-    pthread_mutex_lock(&decay_start_lock);
-    decay_start_locked();
-    pthread_mutex_unlock(&decay_start_lock);
-}
-
-static void decay_start_locked(void) {
     pthread_mutex_lock(&_ouro_arena_lock);
     bool go = !ouro_load_relaxed(&decay.started) && decay_now_ms() >= decay.retry_ms;
     if (go) {
         ouro_store_relaxed(&decay.started, true);
-        ouro_store_relaxed(&decay.wanted, false);
+        if (!decay.cond_ready) decay_cond_init();
+        decay.cond_ready = true;
     }
     _ouro_arena_unlock();
     if (!go) return;
@@ -402,7 +414,6 @@ static void decay_start_locked(void) {
         pthread_mutex_lock(&_ouro_arena_lock);
         decay.retry_ms = decay_now_ms() + 1000;
         ouro_store_relaxed(&decay.started, false);
-        ouro_store_relaxed(&decay.wanted, true);
         _ouro_arena_unlock();
     }
 }
@@ -410,8 +421,11 @@ static void decay_start_locked(void) {
 void _ouro_arena_decay_start(void) { decay_start(); }
 
 void _ouro_arena_atfork_child(void) {
-    pthread_mutex_unlock(&decay_start_lock); /* the child's only thread is the one that took it */
-    /* The thread did not survive the fork. */
+    /* The thread did not survive the fork; its mutex may be held, its condition variable may record it
+     * as a waiter. */
+    decay_cond_init();
+    decay.cond_ready = true;
+    decay.idle = false;
     decay.retry_ms = 0;
     ouro_store_relaxed(&decay.wanted, decay_pending());
     ouro_store_relaxed(&decay.started, false);

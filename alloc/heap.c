@@ -39,14 +39,12 @@ static void heap_thread_exit(void *arg);
 
 /* fork(): no lock of the allocator may be held by a thread that does not exist in the child. */
 static void heap_atfork_prepare(void) {
-    _ouro_arena_atfork_prepare();
     pthread_mutex_lock(&heap_lock);
     pthread_mutex_lock(&_ouro_arena_lock);
 }
 static void heap_atfork_parent(void) {
     _ouro_arena_unlock();
     pthread_mutex_unlock(&heap_lock);
-    _ouro_arena_atfork_parent();
 }
 static void heap_atfork_child(void) {
     _ouro_arena_atfork_child();

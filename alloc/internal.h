@@ -344,10 +344,6 @@ OURO_INTERNAL void _ouro_arena_decay_start(void);
 /* fork() child (arena lock held): the decay thread did not survive the fork; the next dirty pool
  * starts a new one. */
 OURO_INTERNAL void _ouro_arena_atfork_child(void);
-/* fork() prepare / parent: no fork while the decay thread is being started (taken before the heap and
- * arena locks; the child's handler releases it). */
-OURO_INTERNAL void _ouro_arena_atfork_prepare(void);
-OURO_INTERNAL void _ouro_arena_atfork_parent(void);
 OURO_INTERNAL size_t _ouro_arena_abandoned_count_locked(void);
 
 /* The grace-period hook for emptied OBJECT/GC pools (the brief's constraint (1)): until it is

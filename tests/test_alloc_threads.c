@@ -3,11 +3,8 @@
  * Workers record what they saw; the test thread asserts after join. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 enum { NTHREADS = 4 };
@@ -239,57 +236,6 @@ static void *alloc_until_done(void *arg) {
     return NULL;
 }
 
-/* ---- the decay thread never keeps a process alive ------------------------------------------------------
- * A process ends when its last thread does. The child frees memory (the decay thread starts), then its
- * only thread of its own leaves by pthread_exit: the decay thread must follow once nothing is dirty
- * (CPython's test_threading forks from a thread and lets that thread end so). */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
-
-static int task_count(void) {
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    if (!d) return -1;
-    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static void test_decay_thread_never_keeps_process_alive(void **state) {
-    /* Not under TSan: its runtime runs a thread of its own (a raw clone that wakes every 100 ms), so any
-     * TSan program whose threads all end by pthread_exit stays alive (checked without ouro). Not under
-     * ASan: LeakSanitizer checks such a process as it ends, and what only the gone main thread's stack
-     * pointed to (the test harness's state) then looks leaked. */
-    if (OURO_TSAN || TEST_ASAN) skip();
-    pid_t pid = fork();
-    if (pid == 0) {
-        enum { N = 4096 };
-        void *v[N];
-        for (int i = 0; i < N; i++) v[i] = ouro_alloc(1000);
-        for (int i = 0; i < N; i++) ouro_free(v[i]); /* whole pools go back: dirty */
-        if (task_count() < 2) _exit(3);              /* no decay thread: nothing tested */
-        pthread_exit(NULL);
-    }
-    int status = 0;
-    pid_t got = 0;
-    for (int i = 0; i < 800 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++) usleep(25000); /* 20 s */
-    if (got == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        fail_msg("the child was still alive 20 s after its last thread exited");
-    }
-    if (!WIFEXITED(status)) fail_msg("the child ended by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
 static void test_fork_while_allocating(void **state) {
     pthread_t th[2];
     for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, alloc_until_done, NULL);
@@ -318,7 +264,6 @@ int main(void) {
         cmocka_unit_test(test_heap_reuse),
         cmocka_unit_test(test_concurrent_exchange),
         cmocka_unit_test(test_fork_while_allocating),
-        cmocka_unit_test(test_decay_thread_never_keeps_process_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
