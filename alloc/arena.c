@@ -412,13 +412,18 @@ static void decay_start(void) {
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         pthread_mutex_lock(&_ouro_arena_lock);
-        decay.retry_ms = decay_now_ms() + 1000;
+        decay.retry_ms = rc == EINTR ? 0 : decay_now_ms() + 1000; /* EINTR: a fork() was under way */
         ouro_store_relaxed(&decay.started, false);
         _ouro_arena_unlock();
     }
 }
 
 void _ouro_arena_decay_start(void) { decay_start(); }
+
+void _ouro_arena_decay_expect(void) {
+    ouro_store_relaxed(&decay.wanted, true); /* the thread sleeps until memory turns dirty */
+    decay_start();
+}
 
 void _ouro_arena_atfork_child(void) {
     /* The thread did not survive the fork; its mutex may be held, its condition variable may record it

@@ -39,17 +39,20 @@ static void heap_thread_exit(void *arg);
 
 /* fork(): no lock of the allocator may be held by a thread that does not exist in the child. */
 static void heap_atfork_prepare(void) {
+    _ouro_sys_thread_atfork_prepare(); /* no thread of ouro's half started (core/mem.c); before any lock */
     pthread_mutex_lock(&heap_lock);
     pthread_mutex_lock(&_ouro_arena_lock);
 }
 static void heap_atfork_parent(void) {
     _ouro_arena_unlock();
     pthread_mutex_unlock(&heap_lock);
+    _ouro_sys_thread_atfork_release(false);
 }
 static void heap_atfork_child(void) {
     _ouro_arena_atfork_child();
     _ouro_arena_unlock(); /* the child's only thread is the one that locked them */
     pthread_mutex_unlock(&heap_lock);
+    _ouro_sys_thread_atfork_release(true);
 }
 
 /* Without a pthread key (a program took all of them before ouro's first allocation) a heap's thread
@@ -489,9 +492,9 @@ static void heap_thread_exit(void *arg) {
     if (_ouro_tls_heap != h) return; /* given back already (_ouro_alloc_thread_exit; keyless registration) */
     bool (*guard)(void) = ouro_load_acquire(&_ouro_alloc_exit_guard); /* pairs with its release store */
     if (guard && guard()) return; /* the thread was attached: its detach abandoned the heap */
+    _ouro_arena_decay_expect(); /* the pools it gives back decay even if no other thread allocates */
     heap_retire(h);
     _ouro_tls_heap = &_ouro_heap_empty;
-    _ouro_arena_decay_start(); /* the pools it gave back decay even if no other thread allocates */
 }
 
 void _ouro_alloc_abandon_vanished(ouro_heap_t *h) {

@@ -341,6 +341,9 @@ OURO_INTERNAL size_t _ouro_arena_trim_locked(void);
  * Called without the arena lock, where the calling heap is consistent: the thread's start may allocate,
  * through ouro when ouro is the program's malloc. */
 OURO_INTERNAL void _ouro_arena_decay_start(void);
+/* Starts the decay thread before memory turns dirty: a thread about to give its heap back (after that,
+ * under the malloc shim, pthread_create's allocations would make the exiting thread a new heap). */
+OURO_INTERNAL void _ouro_arena_decay_expect(void);
 /* fork() child (arena lock held): the decay thread did not survive the fork; the next dirty pool
  * starts a new one. */
 OURO_INTERNAL void _ouro_arena_atfork_child(void);

@@ -47,7 +47,11 @@ OURO_INTERNAL void *_ouro_sys_realloc(void *p, size_t n);
 
 /* pthread_create and getrandom for ouro's own threads and randomness (core/mem.c), with fault
  * injection (ouro_debug_fail_thread_create, ouro_debug_fail_getrandom). Every caller has a fallback. */
-OURO_INTERNAL int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+OURO_INTERNAL int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg); /* returns once fn runs; EINTR: a fork() is under way */
+/* fork() waits for a thread start in progress and refuses new ones until it is done (core/mem.c; alloc's
+ * fork handlers call these, prepare before taking any lock). */
+OURO_INTERNAL void _ouro_sys_thread_atfork_prepare(void);
+OURO_INTERNAL void _ouro_sys_thread_atfork_release(bool child);
 OURO_INTERNAL ssize_t _ouro_sys_getrandom(void *buf, size_t n, unsigned flags);
 
 /* The type name of the object whose block starts at p, or NULL when p is not the start of an ouro

@@ -12,8 +12,10 @@
 #include "core/debug.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <time.h>
 
 bool _ouro_fault_due(_Atomic unsigned long *countdown) {
     unsigned long n = ouro_load_relaxed(countdown);
@@ -70,8 +72,65 @@ void *_ouro_sys_realloc(void *p, size_t n) { return _ouro_fault_due(&malloc_coun
 
 void ouro_debug_fail_thread_create(unsigned long nth) { atomic_store(&thread_countdown, nth); }
 
+/* ---- ouro's thread starts and fork() ----------------------------------------------------------------
+ * A thread is not started until it runs its function: before that, the C library and a sanitizer's
+ * runtime set it up, and that may allocate (ASan's thread start callocs in pthread_getattr_np). A fork()
+ * in that window copies a process whose allocator lock the new thread holds, and Debian's ASan (clang
+ * 14) does not lock its allocator around fork: the child's first thread start hung on it
+ * (test_fork_child_one_reclaimer). So _ouro_sys_thread_create returns only once the new thread has
+ * entered its function, counted in `starting` until then, and fork's prepare (alloc's handler, before it
+ * takes any lock of the allocator's) raises `forking` and waits for `starting` to drain. A start that
+ * finds `forking` raised is refused (EINTR, which pthread_create never returns): each caller already
+ * copes with a refused start and tries again later. No lock is held across the wait, so the gate adds no
+ * lock order (creators hold qlock, the watchdog's lock or the arena lock while starting a thread).
+ * Both sides store then load with seq_cst (store buffering): either the creator sees `forking`, or the
+ * prepare sees its count. */
+static _Atomic unsigned starting;
+static _Atomic bool forking;
+
+typedef struct {
+    void *(*fn)(void *);
+    void *arg;
+    _Atomic int entered; /* set by the new thread once it has read fn and arg; the record is then gone */
+} sys_start_t;
+
+static void *sys_thread_entry(void *p) {
+    sys_start_t *s = p;
+    void *(*fn)(void *) = s->fn;
+    void *arg = s->arg;
+    atomic_store_explicit(&s->entered, 1, memory_order_release);
+    return fn(arg);
+}
+
+/* Sleeps a little, yielding first (a thread start takes microseconds). */
+static void sys_start_pause(unsigned spins) {
+    if (spins < 64) sched_yield();
+    else nanosleep(&(struct timespec){.tv_nsec = 50 * 1000}, NULL);
+}
+
 int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
-    return _ouro_fault_due(&thread_countdown) ? EAGAIN : pthread_create(t, attr, fn, arg);
+    if (_ouro_fault_due(&thread_countdown)) return EAGAIN;
+    atomic_fetch_add(&starting, 1);
+    if (atomic_load(&forking)) {
+        atomic_fetch_sub(&starting, 1);
+        return EINTR;
+    }
+    sys_start_t s = {.fn = fn, .arg = arg, .entered = 0};
+    int rc = pthread_create(t, attr, sys_thread_entry, &s);
+    for (unsigned spins = 0; rc == 0 && !atomic_load_explicit(&s.entered, memory_order_acquire); spins++)
+        sys_start_pause(spins);
+    atomic_fetch_sub(&starting, 1);
+    return rc;
+}
+
+void _ouro_sys_thread_atfork_prepare(void) {
+    atomic_store(&forking, true);
+    for (unsigned spins = 0; atomic_load(&starting) != 0; spins++) sys_start_pause(spins);
+}
+
+void _ouro_sys_thread_atfork_release(bool child) {
+    if (child) atomic_store(&starting, 0); /* a refused creator may have vanished before its decrement */
+    atomic_store(&forking, false);
 }
 
 void ouro_debug_fail_getrandom(unsigned long nth) { atomic_store(&random_countdown, nth); }

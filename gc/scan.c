@@ -38,6 +38,7 @@
  * collection: allocating and faulting in 12+ bytes per object each time would cost more than the scan. */
 #include "gc/internal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -405,7 +406,10 @@ static bool helper_ready(void) {
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        if (_ouro_sys_thread_create(&t, &attr, helper_main, NULL) == 0) helper.state = 1; /* else it scans alone */
+        int rc = _ouro_sys_thread_create(&t, &attr, helper_main, NULL);
+        if (rc == 0) helper.state = 1;
+        else if (rc == EINTR) helper.state = 0; /* a fork() was under way: the next collection tries again */
+        /* else it scans alone */
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
     }

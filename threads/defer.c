@@ -157,9 +157,10 @@ static void defer_start_locked(void) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     reclaimer_exit = false;
-    bool started = _ouro_sys_thread_create(&reclaimer, &attr, defer_reclaimer, NULL) == 0;
+    int rc = _ouro_sys_thread_create(&reclaimer, &attr, defer_reclaimer, NULL);
+    bool started = rc == 0;
     if (started) reclaimer_pid = getpid();
-    else if (!atomic_load_explicit(&reclaimer_missing, memory_order_relaxed))
+    else if (rc != EINTR && !atomic_load_explicit(&reclaimer_missing, memory_order_relaxed)) /* EINTR: a fork */
         _ouro_warn("cannot start the reclaimer thread; the next deferral or a waiting barrier tries again");
     atomic_store_explicit(&reclaimer_missing, !started, memory_order_relaxed);
     pthread_attr_destroy(&attr);
