@@ -81,10 +81,33 @@ static struct {
     bool kick;                       /* mu: memory turned dirty while the thread was idle */
     _Atomic bool started;            /* a thread was started (or is being started) */
     _Atomic bool wanted;             /* memory turned dirty before a thread was started */
-    bool idle;                       /* going to wait without a deadline: nothing is dirty */
+    bool idle;                       /* waiting for memory to turn dirty: nothing is */
     bool cond_ready;                 /* mu and cond are initialised */
+    bool has_zombie;                 /* a thread ended and waits to be joined (zombie) */
+    pthread_t zombie;
     uint64_t retry_ms;               /* a refused start is tried again from this time on */
 } decay;
+
+/* How long the decay thread waits, with nothing dirty, before it ends (the next memory to turn dirty
+ * starts a new one): a thread of ouro's must not be what keeps a process alive. */
+#define OURO_DECAY_IDLE_EXIT_MS (OURO_TORTURE ? 5u : 2000u)
+
+/* The epoch and the idle period, and the decay threads started so far (tests shorten both to make the
+ * thread come and go: _ouro_arena_decay_timing). */
+static _Atomic unsigned decay_epoch_ms = OURO_DECAY_MS, decay_idle_exit_ms = OURO_DECAY_IDLE_EXIT_MS;
+static _Atomic unsigned long decay_starts, decay_ends;
+
+void _ouro_arena_decay_timing(unsigned epoch_ms, unsigned idle_exit_ms) {
+    ouro_store_relaxed(&decay_epoch_ms, epoch_ms ? epoch_ms : OURO_DECAY_MS);
+    ouro_store_relaxed(&decay_idle_exit_ms, idle_exit_ms ? idle_exit_ms : OURO_DECAY_IDLE_EXIT_MS);
+}
+
+unsigned long _ouro_arena_decay_starts(unsigned long *ends) {
+    if (ends) *ends = ouro_load_acquire(&decay_ends);
+    return ouro_load_relaxed(&decay_starts);
+}
+
+static __thread bool decay_self; /* the calling thread is the decay thread */
 
 static void decay_offset_locked(size_t bytes, bool pools_first);
 
@@ -278,7 +301,7 @@ static void decay_unmap_empty(void) {
 /* The decay tick: purges the dirty pools that were dirty at the last tick, unmaps the cached mappings
  * that were cached at the last tick and the purged empty arenas; what turned dirty since is aged. */
 static void decay_tick_locked(uint64_t now) {
-    arena_state.epoch_end = now + OURO_DECAY_MS;
+    arena_state.epoch_end = now + ouro_load_relaxed(&decay_epoch_ms);
     for (ouro_arena_t *a = arena_state.all; a; a = a->all_next) {
         uint64_t aged = a->free_map & ~a->purged_map & ~a->young_map;
         if (aged) arena_purge_mask(a, aged);
@@ -346,30 +369,71 @@ static void decay_offset_locked(size_t bytes, bool pools_first) {
     if (pools_first) decay_offset_huge(done, bytes);
 }
 
-/* The decay thread: ticks at the end of each epoch while anything is dirty, sleeps otherwise. It sleeps
- * on its own mutex, so it releases the arena lock like every holder (_ouro_arena_unlock). */
+/* The decay thread: ticks at the end of each epoch while anything is dirty; otherwise it waits for memory
+ * to turn dirty, and after OURO_DECAY_IDLE_EXIT_MS of that it ends, so that it never keeps a process
+ * alive whose own threads have all ended by pthread_exit (a main thread's, or a fork child's only thread
+ * when it was not main: CPython's test_threading does that). Its end is counted with ouro's thread starts
+ * until it is joined (core/mem.c: no fork copies a thread half torn down), by the next start or by
+ * fork's prepare; a fork under way when it decides keeps it for another idle period. It sleeps on its
+ * own mutex, so it releases the arena lock like every holder (_ouro_arena_unlock). */
 static void *arena_decay_main(void *arg) {
     (void)arg;
+    decay_self = true;
+    bool idle_expired = false;
     for (;;) {
         pthread_mutex_lock(&_ouro_arena_lock);
         uint64_t now = decay_now_ms();
         if (decay_pending() && now >= arena_state.epoch_end) decay_tick_locked(now);
         bool pending = decay_pending();
+        if (!pending && idle_expired && _ouro_sys_thread_leave_begin()) {
+            ouro_store_relaxed(&decay.started, false); /* decay_arm_locked() asks for a new one */
+            decay.idle = false;
+            decay.zombie = pthread_self();
+            decay.has_zombie = true;
+            _ouro_arena_unlock();
+            atomic_fetch_add_explicit(&decay_ends, 1, memory_order_release);
+            return NULL;
+        }
         decay.idle = !pending; /* decay_arm_locked() kicks an idle thread */
-        uint64_t end = arena_state.epoch_end;
+        uint64_t end = pending ? arena_state.epoch_end : now + ouro_load_relaxed(&decay_idle_exit_ms);
         _ouro_arena_unlock();
         struct timespec ts = {.tv_sec = (time_t)(end / 1000u), .tv_nsec = (long)(end % 1000u) * 1000000L};
+        idle_expired = false;
         pthread_mutex_lock(&decay.mu);
         while (!decay.kick) {
-            if (!pending) pthread_cond_wait(&decay.cond, &decay.mu);
-            else if (pthread_cond_timedwait(&decay.cond, &decay.mu, &ts) == ETIMEDOUT) break;
+            if (pthread_cond_timedwait(&decay.cond, &decay.mu, &ts) == ETIMEDOUT) {
+                idle_expired = !pending;
+                break;
+            }
         }
         /* after an idle stretch the first tick only ages what turned dirty meanwhile (its epoch_end
          * lies in the past: the tick runs at once and starts a new epoch) */
         decay.kick = false;
         pthread_mutex_unlock(&decay.mu);
     }
-    return NULL;
+}
+
+/* Takes the ended decay thread to join, if any (arena lock held). */
+static bool decay_take_zombie_locked(pthread_t *t) {
+    if (!decay.has_zombie) return false;
+    *t = decay.zombie;
+    decay.has_zombie = false;
+    return true;
+}
+
+/* Joins an ended decay thread taken by decay_take_zombie_locked (no lock held: it may still be freeing
+ * its thread's memory, through ouro's malloc under the shim) and ends its count (core/mem.c). */
+static void decay_join(pthread_t t) {
+    pthread_join(t, NULL);
+    _ouro_sys_thread_leave_end();
+}
+
+void _ouro_arena_decay_reap(void) {
+    pthread_t t;
+    pthread_mutex_lock(&_ouro_arena_lock);
+    bool had = decay_take_zombie_locked(&t);
+    _ouro_arena_unlock();
+    if (had) decay_join(t);
 }
 
 /* Initialises decay.mu and decay.cond (on CLOCK_MONOTONIC, the clock of epoch_end). Arena lock held. */
@@ -389,25 +453,32 @@ static void decay_cond_init(void) {
  * ticks still run on the threads that take and give back memory. */
 static void decay_start(void) {
     if (OURO_LIKELY(ouro_load_relaxed(&decay.started)) || !ouro_load_relaxed(&decay.wanted)) return;
+    if (decay_self) return; /* the ending decay thread's own exit (its heap's, under the shim) */
     pthread_mutex_lock(&_ouro_arena_lock);
     bool go = !ouro_load_relaxed(&decay.started) && decay_now_ms() >= decay.retry_ms;
+    pthread_t zombie;
+    bool had = false;
     if (go) {
         ouro_store_relaxed(&decay.started, true);
         if (!decay.cond_ready) decay_cond_init();
         decay.cond_ready = true;
+        had = decay_take_zombie_locked(&zombie);
     }
     _ouro_arena_unlock();
+    if (had) decay_join(zombie);
     if (!go) return;
     pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_init(&attr); /* joinable: its end is joined (decay_join) */
     pthread_attr_setstacksize(&attr, 256 * 1024); /* it calls madvise and munmap, nothing deep */
     sigset_t all, old; /* the thread takes no signals: the program's handlers run on its own threads */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
     int rc = _ouro_sys_thread_create(&t, &attr, arena_decay_main, NULL);
-    if (rc == 0) pthread_setname_np(t, "ouro-decay");
+    if (rc == 0) {
+        pthread_setname_np(t, "ouro-decay");
+        atomic_fetch_add_explicit(&decay_starts, 1, memory_order_relaxed);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
@@ -431,6 +502,7 @@ void _ouro_arena_atfork_child(void) {
     decay_cond_init();
     decay.cond_ready = true;
     decay.idle = false;
+    decay.has_zombie = false; /* fork's prepare joined it */
     decay.retry_ms = 0;
     ouro_store_relaxed(&decay.wanted, decay_pending());
     ouro_store_relaxed(&decay.started, false);

@@ -39,7 +39,10 @@ static void heap_thread_exit(void *arg);
 
 /* fork(): no lock of the allocator may be held by a thread that does not exist in the child. */
 static void heap_atfork_prepare(void) {
-    _ouro_sys_thread_atfork_prepare(); /* no thread of ouro's half started (core/mem.c); before any lock */
+    /* No thread of ouro's half started or half ended (core/mem.c); before any lock. */
+    _ouro_sys_thread_atfork_begin();
+    _ouro_arena_decay_reap();
+    _ouro_sys_thread_atfork_wait();
     pthread_mutex_lock(&heap_lock);
     pthread_mutex_lock(&_ouro_arena_lock);
 }

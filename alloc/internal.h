@@ -344,6 +344,12 @@ OURO_INTERNAL void _ouro_arena_decay_start(void);
 /* Starts the decay thread before memory turns dirty: a thread about to give its heap back (after that,
  * under the malloc shim, pthread_create's allocations would make the exiting thread a new heap). */
 OURO_INTERNAL void _ouro_arena_decay_expect(void);
+/* Joins a decay thread that ended (fork's prepare, before any lock: core/mem.c). */
+OURO_INTERNAL void _ouro_arena_decay_reap(void);
+/* Tests: the decay epoch and the decay thread's idle period in ms (0: the default), and how many decay
+ * threads were started (and how many ended, in *ends unless NULL). */
+OURO_INTERNAL void _ouro_arena_decay_timing(unsigned epoch_ms, unsigned idle_exit_ms);
+OURO_INTERNAL unsigned long _ouro_arena_decay_starts(unsigned long *ends);
 /* fork() child (arena lock held): the decay thread did not survive the fork; the next dirty pool
  * starts a new one. */
 OURO_INTERNAL void _ouro_arena_atfork_child(void);

@@ -49,8 +49,13 @@ OURO_INTERNAL void *_ouro_sys_realloc(void *p, size_t n);
  * injection (ouro_debug_fail_thread_create, ouro_debug_fail_getrandom). Every caller has a fallback. */
 OURO_INTERNAL int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg); /* returns once fn runs; EINTR: a fork() is under way */
 /* fork() waits for a thread start in progress and refuses new ones until it is done (core/mem.c; alloc's
- * fork handlers call these, prepare before taking any lock). */
-OURO_INTERNAL void _ouro_sys_thread_atfork_prepare(void);
+ * fork handlers call these, prepare before taking any lock: begin raises the flag, wait drains the count).
+ * A thread of ouro's that ends calls leave_begin (false: a fork is under way, stay) and is counted until
+ * whoever joins it calls leave_end. */
+OURO_INTERNAL void _ouro_sys_thread_atfork_begin(void);
+OURO_INTERNAL void _ouro_sys_thread_atfork_wait(void);
+OURO_INTERNAL bool _ouro_sys_thread_leave_begin(void);
+OURO_INTERNAL void _ouro_sys_thread_leave_end(void);
 OURO_INTERNAL void _ouro_sys_thread_atfork_release(bool child);
 OURO_INTERNAL ssize_t _ouro_sys_getrandom(void *buf, size_t n, unsigned flags);
 

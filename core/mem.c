@@ -81,7 +81,10 @@ void ouro_debug_fail_thread_create(unsigned long nth) { atomic_store(&thread_cou
  * entered its function, counted in `starting` until then, and fork's prepare (alloc's handler, before it
  * takes any lock of the allocator's) raises `forking` and waits for `starting` to drain. A start that
  * finds `forking` raised is refused (EINTR, which pthread_create never returns): each caller already
- * copes with a refused start and tries again later. No lock is held across the wait, so the gate adds no
+ * copes with a refused start and tries again later. A thread of ouro's that ends (the decay thread, when
+ * idle) is counted likewise from its decision until its joiner has joined it (the C library and the
+ * sanitizer tear a thread down after its function returns, and may free then): fork's prepare joins it
+ * itself between raising the flag and waiting. No lock is held across the wait, so the gate adds no
  * lock order (creators hold qlock, the watchdog's lock or the arena lock while starting a thread).
  * Both sides store then load with seq_cst (store buffering): either the creator sees `forking`, or the
  * prepare sees its count. */
@@ -123,8 +126,18 @@ int _ouro_sys_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn
     return rc;
 }
 
-void _ouro_sys_thread_atfork_prepare(void) {
-    atomic_store(&forking, true);
+bool _ouro_sys_thread_leave_begin(void) {
+    atomic_fetch_add(&starting, 1);
+    if (!atomic_load(&forking)) return true;
+    atomic_fetch_sub(&starting, 1);
+    return false;
+}
+
+void _ouro_sys_thread_leave_end(void) { atomic_fetch_sub(&starting, 1); }
+
+void _ouro_sys_thread_atfork_begin(void) { atomic_store(&forking, true); }
+
+void _ouro_sys_thread_atfork_wait(void) {
     for (unsigned spins = 0; atomic_load(&starting) != 0; spins++) sys_start_pause(spins);
 }
 

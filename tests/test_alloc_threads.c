@@ -1,10 +1,16 @@
 /* tests/test_alloc_threads.c — the allocator across threads: remote frees from N threads, threads
  * that exit holding blocks, abandoned pools adopted, heaps reused, concurrent exchange with canaries.
  * Workers record what they saw; the test thread asserts after join. */
+#define OURO_BUILD_CORE 1 /* white-box: the decay thread's timing (_ouro_arena_decay_timing) */
 #include "testutil.h"
+#include "alloc/internal.h"
 
+#include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { NTHREADS = 4 };
@@ -236,6 +242,159 @@ static void *alloc_until_done(void *arg) {
     return NULL;
 }
 
+/* ---- the decay thread never keeps a process alive ------------------------------------------------------
+ * A process ends when its last thread does. The child frees memory (the decay thread starts), then its
+ * only thread of its own leaves by pthread_exit: the decay thread must follow once nothing has been dirty
+ * for its idle period (2 s; CPython's test_threading forks from a thread and lets that thread end so). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+
+static int task_count(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_decay_thread_never_keeps_process_alive(void **state) {
+    /* Not under TSan: its runtime runs a thread of its own (a raw clone that wakes every 100 ms), so any
+     * TSan program whose threads all end by pthread_exit stays alive (checked without ouro). Not under
+     * ASan: LeakSanitizer checks such a process as it ends, and what only the gone main thread's stack
+     * pointed to (the test harness's state) then looks leaked. */
+    if (OURO_TSAN || TEST_ASAN) skip();
+    pid_t pid = fork();
+    if (pid == 0) {
+        enum { N = 4096 };
+        void *v[N];
+        for (int i = 0; i < N; i++) v[i] = ouro_alloc(1000);
+        for (int i = 0; i < N; i++) ouro_free(v[i]); /* whole pools go back: dirty */
+        if (task_count() < 2) _exit(3);              /* no decay thread: nothing tested */
+        pthread_exit(NULL);
+    }
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 800 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++) usleep(25000); /* 20 s */
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the child was still alive 20 s after its last thread exited");
+    }
+    if (!WIFEXITED(status)) fail_msg("the child ended by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- fork() while the decay thread comes and goes ---------------------------------------------------
+ * No child may inherit a lock of a thread half started or half ended (ASan's allocator is not locked
+ * around fork by Debian's clang 14: core/mem.c). With a 1 ms epoch and a 2 ms idle period the decay
+ * thread starts and ends hundreds of times a second. Part 1: the test thread itself makes memory dirty
+ * once the thread has ended (its free starts a new one) and forks at once. Part 2: workers free whole
+ * pools in bursts while the test thread forks. Each child starts a thread of its own (the ASan hang was
+ * there) and its own decay thread, and must exit within its alarm. */
+static atomic_int churn_done;
+
+static void make_dirty(void) {
+    enum { N = 64 };
+    void *v[N];
+    for (int i = 0; i < N; i++) v[i] = ouro_alloc(3000); /* a few blocks a pool: whole pools go back */
+    for (int i = 0; i < N; i++) ouro_free(v[i]);
+}
+
+static void *churn_bursts(void *arg) {
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    while (!atomic_load(&churn_done)) {
+        make_dirty();
+        seed = seed * 1103515245u + 12345u;
+        usleep(2000 + (seed >> 16) % 8000); /* idle long enough for the thread to end, often */
+    }
+    return NULL;
+}
+
+static atomic_int dirtied;
+
+static void *dirty_then_wait(void *arg) {
+    (void)arg;
+    make_dirty();
+    atomic_store(&dirtied, 1);
+    while (!atomic_load(&churn_done)) usleep(1000);
+    return NULL;
+}
+
+static void *child_thread_allocates(void *arg) {
+    (void)arg;
+    void *p = ouro_alloc(100);
+    ouro_free(p);
+    return p;
+}
+
+/* Forks a child that starts a thread and exits; returns 0 when it exited 0. */
+static int fork_child_starts_thread(int round) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        make_dirty(); /* the child's decay thread starts */
+        pthread_t t;
+        if (pthread_create(&t, NULL, child_thread_allocates, NULL) != 0) _exit(2);
+        pthread_join(t, NULL);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    fprintf(stderr, "fork %d: child %s %d\n", round, WIFEXITED(status) ? "exited" : "killed by signal",
+            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    return 1;
+}
+
+static void test_fork_while_decay_thread_comes_and_goes(void **state) {
+    _ouro_arena_decay_timing(1, 2);
+    unsigned long ends = 0, starts0 = _ouro_arena_decay_starts(NULL);
+    int bad = 0, own = 0;
+    for (int round = 0; round < 40; round++) { /* part 1: fork right after a start */
+        unsigned long s = 0;
+        for (int i = 0; i < 2000 && (s = _ouro_arena_decay_starts(&ends)) != ends; i++) usleep(500);
+        if (round % 2) { /* by this thread */
+            make_dirty();
+        } else { /* by another, which then waits */
+            atomic_store(&dirtied, 0);
+            atomic_store(&churn_done, 0);
+            pthread_t t;
+            pthread_create(&t, NULL, dirty_then_wait, NULL);
+            while (!atomic_load(&dirtied)) sched_yield();
+            own += _ouro_arena_decay_starts(NULL) != s;
+            bad += fork_child_starts_thread(round);
+            atomic_store(&churn_done, 1);
+            pthread_join(t, NULL);
+            continue;
+        }
+        own += _ouro_arena_decay_starts(NULL) != s;
+        bad += fork_child_starts_thread(round);
+    }
+    atomic_store(&churn_done, 0);
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, churn_bursts, (void *)(uintptr_t)(t + 1));
+    for (int round = 0; round < 150; round++) { /* part 2: workers' starts and ends */
+        bad += fork_child_starts_thread(100 + round);
+        usleep((unsigned)(round % 7) * 300);
+    }
+    atomic_store(&churn_done, 1);
+    for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+    unsigned long starts = _ouro_arena_decay_starts(&ends) - starts0;
+    _ouro_arena_decay_timing(0, 0);
+    assert_int_equal(bad, 0);
+    if (own < 20) fail_msg("the test thread started the decay thread before %d forks of 40", own);
+    if (starts < (unsigned long)own + 10) fail_msg("the decay thread started %lu times: it did not come and go", starts);
+}
+
 static void test_fork_while_allocating(void **state) {
     pthread_t th[2];
     for (int t = 0; t < 2; t++) pthread_create(&th[t], NULL, alloc_until_done, NULL);
@@ -264,6 +423,8 @@ int main(void) {
         cmocka_unit_test(test_heap_reuse),
         cmocka_unit_test(test_concurrent_exchange),
         cmocka_unit_test(test_fork_while_allocating),
+        cmocka_unit_test(test_fork_while_decay_thread_comes_and_goes),
+        cmocka_unit_test(test_decay_thread_never_keeps_process_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
