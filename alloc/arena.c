@@ -806,12 +806,8 @@ static ouro_pool_t **abandoned_list(ouro_pool_t *pool, bool avail) {
                  : &arena_state.abandoned_full[pool->kind][pool->cls];
 }
 
-static bool pool_has_free(const ouro_pool_t *pool) {
-    return pool->free != NULL || pool->carved < pool->capacity;
-}
-
 void _ouro_arena_abandon_locked(ouro_pool_t *pool) {
-    bool avail = pool_has_free(pool);
+    bool avail = ouro_pool_has_free(pool);
     pool->flags = avail ? OURO_PF_PARTIAL : OURO_PF_FULL;
     ouro_pool_t **head = abandoned_list(pool, avail);
     LIST_PUSH(*head, pool);
@@ -835,7 +831,7 @@ void _ouro_arena_collect_abandoned_locked(void) {
                 abandoned_unlink(pool);
                 _ouro_arena_release_pool_locked(pool);
             }
-        } else if (pool->flags == OURO_PF_FULL && pool_has_free(pool)) {
+        } else if (pool->flags == OURO_PF_FULL && ouro_pool_has_free(pool)) {
             abandoned_unlink(pool);
             _ouro_arena_abandon_locked(pool);
         }

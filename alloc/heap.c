@@ -235,10 +235,6 @@ static void pool_carve(ouro_pool_t *pool) {
     pool->carved = (uint16_t)(pool->carved + n);
 }
 
-static bool pool_has_free(const ouro_pool_t *pool) {
-    return pool->free != NULL || pool->carved < pool->capacity;
-}
-
 bool _ouro_pool_try_claim(ouro_pool_t *pool) {
     uintptr_t zero = 0;
     /* pairs with the release CAS of _ouro_pool_unclaim() and the exchange of
@@ -365,7 +361,7 @@ static void heap_settle(ouro_heap_t *h, ouro_pool_t *pool) {
         if (!_ouro_pool_try_claim(pool)) return;
         heap_unlink(h, pool);
         _ouro_arena_release_pool(pool);
-    } else if (pool->flags == OURO_PF_FULL && pool_has_free(pool)) {
+    } else if (pool->flags == OURO_PF_FULL && ouro_pool_has_free(pool)) {
         heap_unlink(h, pool);
         heap_link(h, pool, OURO_PF_PARTIAL);
     }
@@ -560,19 +556,35 @@ void _ouro_heap_collect(ouro_heap_t *h) {
         }
 }
 
+/* Walks pool's free list, at most limit + 1 blocks (one more than limit: a list longer than it has a
+ * block twice, or a cycle). Returns the count; UINT32_MAX when a link fails its check, with that block
+ * in *bad and its decoded link in *bad_next. */
+static uint32_t pool_free_count(const ouro_pool_t *pool, uint32_t limit, const ouro_block_t **bad, uintptr_t *bad_next) {
+    uint32_t n = 0;
+    for (const ouro_block_t *b = pool->free; b && n <= limit; n++) {
+        uintptr_t next = ouro_block_decode(pool, ouro_block_link(b));
+        if (!ouro_link_ok(b, next)) {
+            *bad = b;
+            *bad_next = next;
+            return UINT32_MAX;
+        }
+        b = (const ouro_block_t *)next;
+    }
+    return n;
+}
+
 bool _ouro_pool_check(ouro_pool_t *pool, char *why, size_t n) {
     if (pool->magic != OURO_POOL_MAGIC || pool->type != OURO_PT_BLOCKS) {
         snprintf(why, n, "pool %p: bad magic or type", (void *)pool);
         return false;
     }
-    uint32_t len = 0;
-    for (ouro_block_t *b = pool->free; b; len++) {
-        uintptr_t next = ouro_block_decode(pool, ouro_block_link(b));
-        if (!ouro_link_ok(b, next) || len > pool->capacity) {
-            snprintf(why, n, "pool %p (class %u): free list broken at block %p", (void *)pool, pool->cls, (void *)b);
-            return false;
-        }
-        b = (ouro_block_t *)next;
+    const ouro_block_t *bad = NULL;
+    uintptr_t bad_next = 0;
+    uint32_t len = pool_free_count(pool, pool->capacity, &bad, &bad_next);
+    if (len == UINT32_MAX || len > pool->capacity) {
+        snprintf(why, n, "pool %p (class %u): free list broken%s%p", (void *)pool, pool->cls,
+                 bad ? " at block " : " (longer than its capacity) from ", bad ? (const void *)bad : (const void *)pool->free);
+        return false;
     }
     uint32_t used = ouro_load_relaxed(&pool->used);
     if (used + len != pool->carved || pool->carved > pool->capacity) {
@@ -653,14 +665,10 @@ void _ouro_free_list_corrupt(const ouro_pool_t *pool, const ouro_block_t *b, uin
 
 void _ouro_pool_check_emptied(const ouro_pool_t *pool) {
     if (!OURO_HARDENED) return;
-    const ouro_block_t *f = pool->free;
-    uint32_t n = 0;
-    while (f && n <= pool->carved) { /* one more than carved: a block is on the list twice */
-        uintptr_t next = ouro_block_decode(pool, ouro_block_link(f));
-        if (!ouro_link_ok(f, next)) _ouro_free_list_corrupt(pool, f, next);
-        n++;
-        f = (const ouro_block_t *)next;
-    }
+    const ouro_block_t *bad = NULL;
+    uintptr_t bad_next = 0;
+    uint32_t n = pool_free_count(pool, pool->carved, &bad, &bad_next);
+    if (n == UINT32_MAX) _ouro_free_list_corrupt(pool, bad, bad_next);
     if (n != pool->carved)
         _ouro_fatal("double free in pool %p (class %u, size %u): %u blocks carved, the emptied pool's free list "
                     "holds %s%u", (const void *)pool, pool->cls, pool->block_size, pool->carved,

@@ -217,6 +217,11 @@ static inline char *ouro_pool_data(const ouro_pool_t *pool) {
 }
 _Static_assert(OURO_ARENA_SIZE / OURO_POOL_SIZE <= 64, "free_map is 64 bits");
 
+/* A pool can serve another block: its free list is not empty or it has blocks left to carve. */
+static inline bool ouro_pool_has_free(const ouro_pool_t *pool) {
+    return pool->free != NULL || pool->carved < pool->capacity;
+}
+
 /* ---- heap ----------------------------------------------------------------------------------------
  * One per thread that allocates (type-stable: never unmapped, reused after its thread exits, so a
  * late pool_notify never pushes onto freed memory). cur/partial/full are the owner's only; inbox is
