@@ -76,8 +76,10 @@ void ouro_debug_fail_thread_create(unsigned long nth) { atomic_store(&thread_cou
  * A thread is not started until it runs its function: before that, the C library and a sanitizer's
  * runtime set it up, and that may allocate (ASan's thread start callocs in pthread_getattr_np). A fork()
  * in that window copies a process whose allocator lock the new thread holds, and Debian's ASan (clang
- * 14) does not lock its allocator around fork: the child's first thread start hung on it
- * (test_fork_child_one_reclaimer). So _ouro_sys_thread_create returns only once the new thread has
+ * 14) does not lock its allocator around fork: the child's first thread start hung on it. It happened
+ * every run where fork()'s own prepare started a thread: the stop it makes is the process's first, which
+ * starts the stop watchdog, and the fork followed within microseconds (test_fork_child_one_reclaimer,
+ * test_fork_starts_a_thread_in_prepare). So _ouro_sys_thread_create returns only once the new thread has
  * entered its function, counted in `starting` until then, and fork's prepare (alloc's handler, before it
  * takes any lock of the allocator's) raises `forking` and waits for `starting` to drain. A start that
  * finds `forking` raised is refused (EINTR, which pthread_create never returns): each caller already

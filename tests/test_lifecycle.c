@@ -269,6 +269,53 @@ static void test_fork_child_one_reclaimer(void **state) {
     assert_true(ok);
 }
 
+/* ---- 2b. a fork whose prepare starts one of ouro's threads ----------------------------------------
+ * The first stop of a process starts the stop watchdog, and a fork's prepare stops the world: in a
+ * process that never stopped before, the watchdog is started inside fork() itself. The fork must not
+ * copy it half started (under ASan its start holds the sanitizer's allocator lock, and the grandchild's
+ * first thread start hung on it every run: core/mem.c). The child (a fresh process, no watchdog yet)
+ * attaches and forks; the grandchild starts a thread; both must end in time. */
+static void *grandchild_thread(void *arg) {
+    (void)arg;
+    void *p = malloc(24), *q = ouro_alloc(24);
+    free(p);
+    ouro_free(q);
+    return NULL;
+}
+
+static void child_forks_at_first_stop(void) {
+    alarm(CHILD_ALARM_S);
+    CHILD_CHECK(ouro_thread_attach() == 0, 2);
+    enum { W = 3 }; /* attached threads, offline: the stop has threads to wait for, like a server's */
+    pthread_t w[W];
+    atomic_store(&worker_ready, 0);
+    atomic_store(&worker_go, 0);
+    for (int i = 0; i < W; i++) CHILD_CHECK(pthread_create(&w[i], NULL, emptied_worker, NULL) == 0, 2);
+    while (atomic_load(&worker_ready) != W) idle_ms(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(CHILD_ALARM_S);
+        pthread_t t;
+        if (pthread_create(&t, NULL, grandchild_thread, NULL) != 0) _exit(2);
+        pthread_join(t, NULL);
+        _exit(0);
+    }
+    CHILD_CHECK(pid > 0, 3);
+    int status = 0;
+    CHILD_CHECK(waitpid(pid, &status, 0) == pid, 4);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        fprintf(stderr, "the grandchild %s %d\n", WIFEXITED(status) ? "exited" : "was killed by signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    CHILD_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, 5);
+    atomic_store(&worker_go, 1);
+    for (int i = 0; i < W; i++) join_offline(w[i]);
+    _exit(0);
+}
+
+static void test_fork_starts_a_thread_in_prepare(void **state) {
+    for (int i = 0; i < 3; i++) expect_child_ok(child_forks_at_first_stop, "fork_starts_a_thread_in_prepare");
+}
+
 /* ---- 3. a fork child does not follow a barrier node on a vanished thread's stack ------------------ */
 
 static _Atomic int in_barrier;
@@ -928,6 +975,7 @@ int main(void) {
         cmocka_unit_test(test_full_scan_without_references), /* first: no full collection before it */
         cmocka_unit_test(test_query_skips_pending_free),
         cmocka_unit_test(test_fork_child_one_reclaimer),
+        cmocka_unit_test(test_fork_starts_a_thread_in_prepare),
         cmocka_unit_test(test_fork_drops_vanished_barrier),
         cmocka_unit_test(test_fork_kick_node_stays_queued),
         cmocka_unit_test(test_fini_keeps_deferring),
