@@ -5,7 +5,6 @@
 #include "testutil.h"
 #include "alloc/internal.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -246,25 +245,6 @@ static void *alloc_until_done(void *arg) {
  * A process ends when its last thread does. The child frees memory (the decay thread starts), then its
  * only thread of its own leaves by pthread_exit: the decay thread must follow once nothing has been dirty
  * for its idle period (2 s; CPython's test_threading forks from a thread and lets that thread end so). */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
-
-static int task_count(void) {
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    if (!d) return -1;
-    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 static void test_decay_thread_never_keeps_process_alive(void **state) {
     /* Not under TSan: its runtime runs a thread of its own (a raw clone that wakes every 100 ms), so any
@@ -278,7 +258,7 @@ static void test_decay_thread_never_keeps_process_alive(void **state) {
         void *v[N];
         for (int i = 0; i < N; i++) v[i] = ouro_alloc(1000);
         for (int i = 0; i < N; i++) ouro_free(v[i]); /* whole pools go back: dirty */
-        if (task_count() < 2) _exit(3);              /* no decay thread: nothing tested */
+        if (test_task_count(true) < 2) _exit(3);              /* no decay thread: nothing tested */
         pthread_exit(NULL);
     }
     int status = 0;

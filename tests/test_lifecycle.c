@@ -5,7 +5,6 @@
  * run; the child checks its own oracle and exits 0 only when it held. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -62,27 +61,6 @@ static size_t live_of(const ouro_type *t) {
     ouro_type_stats st;
     if (ouro_type_get_stats(t, &st) != 0) return (size_t)-1;
     return st.live;
-}
-
-/* Threads of this process, but the allocator's decay thread (named "ouro-decay"; started once memory
- * turns dirty: alloc/arena.c), which no test here counts on. */
-static int task_count(void) {
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    if (!d) return -1;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char path[64], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
-            fclose(f);
-        }
-        n += strncmp(comm, "ouro-decay", 10) != 0;
-    }
-    closedir(d);
-    return n;
 }
 
 /* ---- types ---------------------------------------------------------------------------------------- */
@@ -247,7 +225,7 @@ static void child_one_reclaimer(void) {
     ouro_alloc_stats_t st;
     CHILD_CHECK(ouro_alloc_stats(&st) == 0 && st.pools_deferred == 0, 5);
 #if !OURO_TSAN /* TSan's runtime may run a thread of its own */
-    int tasks = task_count(); /* this thread and one reclaimer (no stop here: no watchdog) */
+    int tasks = test_task_count(false); /* this thread and one reclaimer (no stop here: no watchdog) */
     if (tasks != 2) fprintf(stderr, "%d threads in the child, expected 2 (this one and one reclaimer)\n", tasks);
     CHILD_CHECK(tasks == 2, 6);
 #endif
@@ -492,9 +470,9 @@ static void child_fini_refused(void) {
     pthread_t t;
     pthread_create(&t, NULL, attached_waiter, NULL);
     while (!atomic_load(&worker_ready)) idle_ms(1);
-    int before = task_count();
+    int before = test_task_count(false);
     CHILD_CHECK(ouro_fini() == -1 && ouro_err_occurred() == OURO_ERR_STATE, 4);
-    int after = task_count();
+    int after = test_task_count(false);
     if (before != after) fprintf(stderr, "a refused ouro_fini took the thread count from %d to %d\n", before, after);
     CHILD_CHECK(before == after, 5);
     atomic_store(&worker_go, 1);

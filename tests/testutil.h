@@ -15,8 +15,30 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "ouro.h"
+
+/* Threads of this process (/proc/self/task), the allocator's decay thread ("ouro-decay": it comes and
+ * goes with dirty memory, alloc/arena.c) counted only when count_decay. -1 when /proc cannot be read. */
+static inline int test_task_count(bool count_decay) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = count_decay ? NULL : fopen(path, "r");
+        if (f) {
+            if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
+            fclose(f);
+        }
+        n += strncmp(comm, "ouro-decay", 10) != 0;
+    }
+    closedir(d);
+    return n;
+}
 
 /* 1 in an AddressSanitizer build (the asan step): its quarantine keeps freed malloc blocks resident
  * (256 MiB by default), so RSS bounds on code that mallocs and frees (the collector's young lists and
