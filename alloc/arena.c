@@ -84,6 +84,7 @@ static struct {
     bool idle;                       /* waiting for memory to turn dirty: nothing is */
     bool cond_ready;                 /* mu and cond are initialised */
     bool has_zombie;                 /* a thread ended and waits to be joined (zombie) */
+    bool stay;                       /* the process is exiting: the thread no longer ends (decay_at_exit) */
     pthread_t zombie;
     uint64_t retry_ms;               /* a refused start is tried again from this time on */
 } decay;
@@ -385,7 +386,7 @@ static void *arena_decay_main(void *arg) {
         uint64_t now = decay_now_ms();
         if (decay_pending() && now >= arena_state.epoch_end) decay_tick_locked(now);
         bool pending = decay_pending();
-        if (!pending && idle_expired && _ouro_sys_thread_leave_begin()) {
+        if (!pending && idle_expired && !decay.stay && _ouro_sys_thread_leave_begin()) {
             ouro_store_relaxed(&decay.started, false); /* decay_arm_locked() asks for a new one */
             decay.idle = false;
             decay.zombie = pthread_self();
@@ -428,13 +429,21 @@ static void decay_join(pthread_t t) {
     _ouro_sys_thread_leave_end();
 }
 
-void _ouro_arena_decay_reap(void) {
+/* Joins an ended decay thread; stay: and no thread ends from now on. */
+static void decay_reap(bool stay) {
     pthread_t t;
     pthread_mutex_lock(&_ouro_arena_lock);
+    if (stay) decay.stay = true;
     bool had = decay_take_zombie_locked(&t);
     _ouro_arena_unlock();
     if (had) decay_join(t);
 }
+
+void _ouro_arena_decay_reap(void) { decay_reap(false); }
+
+/* At exit (or the library's unload): an ended thread nobody joined is a leak to ThreadSanitizer (and
+ * its exit status 66), so the ended one is joined and the running one no longer ends. */
+__attribute__((destructor)) static void decay_at_exit(void) { decay_reap(true); }
 
 /* Initialises decay.mu and decay.cond (on CLOCK_MONOTONIC, the clock of epoch_end). Arena lock held. */
 static void decay_cond_init(void) {
